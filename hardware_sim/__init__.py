@@ -1,0 +1,1 @@
+"""Simulated hardware: detector-physics generator and serial devices speaking daq.protocol."""

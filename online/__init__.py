@@ -1,0 +1,1 @@
+"""nudaq online: SQL storage, spectrum filling, physics and analysis, web monitoring."""
