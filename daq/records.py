@@ -56,7 +56,9 @@ def stream_by_name(name: str) -> Stream:
     try:
         return Stream[name.upper()]
     except KeyError:
-        raise ValueError(f"unknown stream {name!r}; known: {', '.join(STREAM_NAMES.values())}") from None
+        raise ValueError(
+            f"unknown stream {name!r}; known: {', '.join(STREAM_NAMES.values())}"
+        ) from None
 
 
 TAG_AC = 0x01
