@@ -83,6 +83,9 @@ class Frontend(_Section):
     url: str = Field("", description="pyserial URL; empty = given by the simulator at start")
     baudrate: int = Field(921600, gt=0)
     threshold_adc: int = Field(0, ge=0)
+    rt_rate_hz: float = Field(
+        0.1, ge=0, description="random triggers the ADC injects (Hz, HPGe only): CONF RTRATE"
+    )
     frame_ms: int = Field(20, ge=1, le=1000, description="longest interval between frames")
     batch_ms: int = Field(50, ge=1, le=5000, description="longest interval between batches")
     buffer_pulses: int = Field(5_000_000, ge=1000, description="readout buffer before drops")
@@ -171,7 +174,9 @@ class Sim(_Section):
     resolution_a_keV: float = Field(0.6, ge=0, description="FWHM = sqrt(a^2 + b E)")
     resolution_b_keV: float = Field(0.028, ge=0, description="FWHM = sqrt(a^2 + b E), keV")
     gain_keV_per_adc: float = Field(0.01, gt=0, description="the simulated ADC's true gain")
-    rt_rate_hz: float = Field(0.1, ge=0, description="random triggers injected by the ADC")
+    rt_rate_hz: float = Field(
+        0.1, ge=0, description="simulated ADC's power-on RT rate (Hz) until CONF RTRATE"
+    )
     adc_dead_time_ns: int = Field(20_000, ge=0, description="ADC conversion dead time (ns)")
     acv_singles_hz: float = Field(1000.0, ge=0)
     crv_singles_hz: float = Field(300.0, ge=0)

@@ -1,0 +1,1 @@
+"""Subcommands of ``nudaq`` for data taking; each module has ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Subcommands of ``nudaq`` for analysis and monitoring; each module has ``register(subparsers)``."""
