@@ -1,0 +1,59 @@
+"""``nudaq status``: the overview of a running system, for a shifter on ssh."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..runcontrol import request
+from ._common import add_system_options, resolve
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="show the state of a running system",
+        description="Ask the run control of a running system (same data directory) for its "
+        "state, run, rates, dead time and losses.",
+    )
+    add_system_options(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, data_dir, _ = resolve(args)
+    status = request(config, data_dir, "status", timeout_s=10)
+    status.pop("ok", None)
+    status.pop("error", None) if not status.get("error") else None
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    render(status)
+    return 0
+
+
+def render(status: dict) -> None:
+    """Print the overview with rich: run, processes, rates and losses per stream."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    mon = status.get("monitor") or {}
+    console.print(
+        f"[bold]run {status.get('run') or '-'}[/bold]  state [bold]{status['state']}[/bold]  "
+        f"elapsed {status.get('elapsed_s', 0):.0f} s  reactor {mon.get('reactor', '?')}  "
+        f"power {mon.get('power_MW', 0):.0f} MW  dead {100 * mon.get('dead_fraction', 0):.2f}%"
+    )
+    if status.get("error"):
+        console.print(f"[red]error: {status['error']}[/red]")
+    table = Table("stream", "pulses", "rate (Hz)", "lost")
+    for stream in ("hpge", "acv", "crv"):
+        table.add_row(
+            stream,
+            str(mon.get("pulses", {}).get(stream, 0)),
+            f"{mon.get('rates_hz', {}).get(stream, 0):.1f}",
+            str(mon.get("lost", {}).get(stream, 0)),
+        )
+    console.print(table)
+    console.print("processes: " + ", ".join(status.get("processes", [])))

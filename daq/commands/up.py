@@ -1,0 +1,170 @@
+"""``nudaq up``: start the whole system (on simulated hardware with --sim) and take data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ..config import Config, ReactorPeriod
+from ..errors import RunControlError
+from ..process import setup_logging
+from ..runcontrol import RunControl
+from ..supervisor import Supervisor
+from ._common import add_system_options, resolve
+
+log = logging.getLogger("daq.up")
+SIM_POWER_ON_MW = 2900.0
+STARTUP_TIMEOUT_S = 90.0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "up",
+        help="start the whole system and take data",
+        description="Start every nudaq process (simulated hardware with --sim), begin a run, "
+        "and show a live status line until Ctrl-C; with --duration take one run and print "
+        "its summary.",
+    )
+    p.add_argument("--sim", action="store_true", help="run on simulated hardware")
+    add_system_options(p)
+    p.add_argument("--duration", type=float, help="take one run of this many simulated seconds")
+    p.add_argument("--reactor", choices=("on", "off"), help="simulated reactor state (--sim)")
+    p.add_argument("--speed", type=float, help="simulated clock speed-up factor (--sim)")
+    p.add_argument("--comment", default="", help="comment of the run")
+    p.add_argument("--no-run", action="store_true", help="start the system but no run")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.set_defaults(func=run)
+
+
+def _apply_overrides(config: Config, args: argparse.Namespace) -> None:
+    if args.speed is not None:
+        if args.speed <= 0:
+            raise RunControlError(f"--speed must be positive, got {args.speed}")
+        config.sim.speed = args.speed
+    if args.reactor:
+        power = SIM_POWER_ON_MW if args.reactor == "on" else 0.0
+        config.sim.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
+    if args.duration is not None and args.duration <= 0:
+        raise RunControlError(f"--duration must be positive, got {args.duration}")
+
+
+def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: str, sim: bool):
+    snapshot = data_dir / "config" / "running.json"
+    snapshot.parent.mkdir(exist_ok=True)
+    common = ["--data-dir", str(data_dir)]
+    if sim:
+        snapshot.write_text(config.snapshot())
+        child = sup.spawn("sim", "hardware_sim", "--config", str(snapshot), *common,
+                          capture_stdout=True)
+        urls = sup.read_json_line(child, STARTUP_TIMEOUT_S)
+        for stream in ("hpge", "acv", "crv"):
+            getattr(config.frontends, stream).url = urls[stream]
+        config.slowcontrol.url = urls["slowcontrol"]
+    for stream in ("hpge", "acv", "crv"):
+        if not getattr(config.frontends, stream).url:
+            raise RunControlError(f"frontends.{stream}.url is empty (give it, or use --sim)")
+    if not config.slowcontrol.url:
+        raise RunControlError("slowcontrol.url is empty (give it, or use --sim)")
+    snapshot.write_text(config.snapshot())
+    common += ["--config", str(snapshot)]
+    sup.spawn("builder", "daq.builder", *common, "--db", db_url)
+    sup.spawn("slowcontrol", "daq.slowcontrol", *common, "--db", db_url,
+              "--url", config.slowcontrol.url)
+    for stream in ("crv", "acv", "hpge"):
+        sup.spawn(f"readout-{stream}", "daq.readout", *common, "--stream", stream,
+                  "--url", getattr(config.frontends, stream).url)
+
+
+def _status_line(rc: RunControl) -> str:
+    mon = rc.snapshot or {}
+    rates = mon.get("rates_hz", {})
+    lost = mon.get("lost", {})
+    parts = [f"run {rc.machine.run or '-'} {rc.machine.state.value}"]
+    if mon:
+        parts.append(f"reactor {mon.get('reactor', '?')}")
+        parts.append(" ".join(f"{s} {rates.get(s, 0):.0f} Hz" for s in ("hpge", "acv", "crv")))
+        parts.append(f"dead {100 * mon.get('dead_fraction', 0):.2f}%")
+        parts.append(f"lost {sum(lost.values()) if lost else 0}")
+    return " | ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, data_dir, db_url = resolve(args)
+    _apply_overrides(config, args)
+    if not args.sim and args.reactor:
+        raise RunControlError("--reactor only applies to simulated hardware (--sim)")
+    setup_logging("up", data_dir)
+    from online.db.session import make_engine, upgrade_database
+
+    engine = make_engine(db_url)
+    upgrade_database(engine)
+    sup = Supervisor(data_dir)
+    rc = RunControl(config, data_dir, engine)
+    summary: dict | None = None
+    code = 0
+    try:
+        _start_processes(sup, config, data_dir, db_url, args.sim)
+        rc.wait_for_processes(
+            [c.name for c in sup.children if c.name != "sim"], STARTUP_TIMEOUT_S, sup.check
+        )
+        print(f"nudaq: system up, data directory {data_dir}, database {db_url}",
+              file=sys.stderr)
+        if not args.no_run:
+            rc.start_run(args.comment, sup.check)
+        summary = _loop(rc, sup, config, args)
+    except RunControlError as err:
+        print(f"nudaq up: error: {err}", file=sys.stderr)
+        if rc.machine.state.value != "error":
+            rc.fail(str(err))
+        code = 1
+    except KeyboardInterrupt:
+        try:
+            if rc.machine.state.value == "running":
+                summary = rc.stop_run(sup.check)
+        except RunControlError as err:
+            print(f"nudaq up: error while stopping: {err}", file=sys.stderr)
+            code = 1
+    finally:
+        sup.stop_all()
+        rc.close()
+    if summary is not None and code == 0:
+        _print_summary(summary, args.json)
+    return code
+
+
+def _loop(rc: RunControl, sup: Supervisor, config: Config, args) -> dict | None:
+    """Serve requests and watch processes until the duration ends or Ctrl-C."""
+    end_at = None
+    if args.duration is not None:
+        end_at = time.monotonic() + args.duration / config.sim.speed if args.sim else None
+        end_at = end_at or time.monotonic() + args.duration
+    interactive = sys.stderr.isatty() and args.duration is None
+    while True:
+        sup.check()
+        rc.pump(100)
+        if rc.serve_request(sup.check) == "shutdown":
+            break
+        if interactive:
+            print(f"\r{_status_line(rc):<110}", end="", file=sys.stderr, flush=True)
+        if end_at is not None and time.monotonic() >= end_at:
+            return rc.stop_run(sup.check) if rc.machine.state.value == "running" else None
+    if rc.machine.state.value == "running":
+        return rc.stop_run(sup.check)
+    return None
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {summary.get('run')} summary", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    Console().print(table)
