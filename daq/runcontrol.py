@@ -134,8 +134,13 @@ class RunControl:
         with session_scope(self.engine) as session:
             number = next_run_number(session)
             create_run(session, number, self.config, comment=comment, simulated=True)
-            add_logbook(session, "run control", f"run {number} started. {comment}".strip(),
-                        run_number=number, automatic=True)
+            add_logbook(
+                session,
+                "run control",
+                f"run {number} started. {comment}".strip(),
+                run_number=number,
+                automatic=True,
+            )
         self.machine.run = number
         self.run_started = time.time()
         self.last_summary = None
@@ -166,8 +171,9 @@ class RunControl:
             raise
         with session_scope(self.engine) as session:
             end_run(session, number)
-            add_logbook(session, "run control", f"run {number} stopped", run_number=number,
-                        automatic=True)
+            add_logbook(
+                session, "run control", f"run {number} stopped", run_number=number, automatic=True
+            )
         self.machine.apply("stopped")
         self.last_summary = summary
         log.info("run %d stopped: %s", number, summary)
@@ -185,8 +191,13 @@ class RunControl:
         if number is not None:
             with session_scope(self.engine) as session:
                 end_run(session, number, state="error", error=reason)
-                add_logbook(session, "run control", f"run {number} failed: {reason}",
-                            run_number=number, automatic=True)
+                add_logbook(
+                    session,
+                    "run control",
+                    f"run {number} failed: {reason}",
+                    run_number=number,
+                    automatic=True,
+                )
 
     def status(self) -> dict:
         """Everything a shifter's status view shows."""

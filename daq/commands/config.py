@@ -15,12 +15,18 @@ def register(subparsers) -> None:
         description="Validate a configuration file, or print the example configuration.",
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = sub.add_parser("check", help="validate a TOML configuration file",
-                           description="Validate FILE; each wrong key is named with the reason.")
+    check = sub.add_parser(
+        "check",
+        help="validate a TOML configuration file",
+        description="Validate FILE; each wrong key is named with the reason.",
+    )
     check.add_argument("file", type=Path)
     check.set_defaults(func=run_check)
-    example = sub.add_parser("example", help="print the example (Kuo-Sheng) configuration",
-                             description="Print the shipped example configuration.")
+    example = sub.add_parser(
+        "example",
+        help="print the example (Kuo-Sheng) configuration",
+        description="Print the shipped example configuration.",
+    )
     example.set_defaults(func=run_example)
 
 

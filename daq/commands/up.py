@@ -58,8 +58,9 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
     common = ["--data-dir", str(data_dir)]
     if sim:
         snapshot.write_text(config.snapshot())
-        child = sup.spawn("sim", "hardware_sim", "--config", str(snapshot), *common,
-                          capture_stdout=True)
+        child = sup.spawn(
+            "sim", "hardware_sim", "--config", str(snapshot), *common, capture_stdout=True
+        )
         urls = sup.read_json_line(child, STARTUP_TIMEOUT_S)
         for stream in ("hpge", "acv", "crv"):
             getattr(config.frontends, stream).url = urls[stream]
@@ -72,11 +73,19 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
     snapshot.write_text(config.snapshot())
     common += ["--config", str(snapshot)]
     sup.spawn("builder", "daq.builder", *common, "--db", db_url)
-    sup.spawn("slowcontrol", "daq.slowcontrol", *common, "--db", db_url,
-              "--url", config.slowcontrol.url)
+    sup.spawn(
+        "slowcontrol", "daq.slowcontrol", *common, "--db", db_url, "--url", config.slowcontrol.url
+    )
     for stream in ("crv", "acv", "hpge"):
-        sup.spawn(f"readout-{stream}", "daq.readout", *common, "--stream", stream,
-                  "--url", getattr(config.frontends, stream).url)
+        sup.spawn(
+            f"readout-{stream}",
+            "daq.readout",
+            *common,
+            "--stream",
+            stream,
+            "--url",
+            getattr(config.frontends, stream).url,
+        )
 
 
 def _status_line(rc: RunControl) -> str:
@@ -111,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         rc.wait_for_processes(
             [c.name for c in sup.children if c.name != "sim"], STARTUP_TIMEOUT_S, sup.check
         )
-        print(f"nudaq: system up, data directory {data_dir}, database {db_url}",
-              file=sys.stderr)
+        print(f"nudaq: system up, data directory {data_dir}, database {db_url}", file=sys.stderr)
         if not args.no_run:
             rc.start_run(args.comment, sup.check)
         summary = _loop(rc, sup, config, args)

@@ -39,24 +39,30 @@ def run(args: argparse.Namespace) -> int:
         spectrum = load_spectrum(session, runs, args.reactor, args.category, tag=args.tag)
     edges = spectrum.bin_edges_keV
     if args.json:
-        print(json.dumps({
-            "runs": spectrum.runs,
-            "reactor": args.reactor or "both",
-            "category": args.category,
-            "tag": args.tag,
-            "bin_edges_keV": [round(float(e), 9) for e in edges],
-            "counts": [int(c) for c in spectrum.counts],
-            "live_time_s": spectrum.live_ns / 1e9,
-        }))
+        print(
+            json.dumps(
+                {
+                    "runs": spectrum.runs,
+                    "reactor": args.reactor or "both",
+                    "category": args.category,
+                    "tag": args.tag,
+                    "bin_edges_keV": [round(float(e), 9) for e in edges],
+                    "counts": [int(c) for c in spectrum.counts],
+                    "live_time_s": spectrum.live_ns / 1e9,
+                }
+            )
+        )
     elif args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["bin_low_keV", "bin_high_keV", "counts"])
         writer.writerows(
-            (f"{lo:g}", f"{hi:g}", int(c)) for lo, hi, c in zip(edges[:-1], edges[1:],
-                                                                spectrum.counts, strict=True)
+            (f"{lo:g}", f"{hi:g}", int(c))
+            for lo, hi, c in zip(edges[:-1], edges[1:], spectrum.counts, strict=True)
         )
     else:
         total = int(spectrum.counts.sum())
-        print(f"runs {spectrum.runs}: {args.category} {args.reactor or 'on+off'}: "
-              f"{total} counts in {spectrum.live_ns / 1e9:.1f} s live")
+        print(
+            f"runs {spectrum.runs}: {args.category} {args.reactor or 'on+off'}: "
+            f"{total} counts in {spectrum.live_ns / 1e9:.1f} s live"
+        )
     return 0
