@@ -1,0 +1,179 @@
+"""The whole system through real processes: nudaq up --sim, spectra, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import zmq
+
+from daq.config import Config
+
+pytestmark = pytest.mark.slow
+NUDAQ = [sys.executable, "-m", "daq.cli"]
+
+
+@pytest.fixture
+def data_dir():
+    """A short data directory (ipc socket paths must stay under ~100 characters)."""
+    path = Path(tempfile.mkdtemp(prefix="nq", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def nudaq(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*NUDAQ, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(data_dir: Path, **sim) -> Path:
+    config = Config()
+    for key, value in sim.items():
+        setattr(config.sim, key, value)
+    path = data_dir / "test-config.json"
+    path.write_text(config.snapshot())
+    return path
+
+
+def test_one_run_summary_and_spectra(data_dir):
+    """The acceptance run: summary with pulses on all streams, RT as configured, nothing lost."""
+    speed = 20.0
+    out = nudaq(
+        "up",
+        "--sim",
+        "--duration",
+        "30",
+        "--speed",
+        str(speed),
+        "--json",
+        "--data-dir",
+        str(data_dir),
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["run"] == 1 and summary["reactor"] == "on"
+    for stream in ("hpge", "acv", "crv"):
+        assert summary["pulses"][stream] > 0, stream
+        assert summary["lost"][stream] == 0, stream
+    live = summary["live_time_s"]
+    assert 0.9 * 30 < live <= 30.5
+    expected_rt = Config().frontends.hpge.rt_rate_hz * live
+    assert abs(summary["events"]["random_trigger"] - expected_rt) < 5 * np.sqrt(expected_rt) + 1
+    assert Path(summary["raw_file"]).exists()
+    for category, key in [
+        ("all", "all"),
+        ("ac", "ac"),
+        ("crv", "crv"),
+        ("candidate", "candidate"),
+        ("rt", "random_trigger"),
+    ]:
+        spec = nudaq(
+            "spectra", "--data-dir", str(data_dir), "--run", "1", "--category", category, "--json"
+        )
+        assert spec.returncode == 0, spec.stderr
+        body = json.loads(spec.stdout)
+        assert sum(body["counts"]) == summary["events"][key], category
+        assert len(body["bin_edges_keV"]) == len(body["counts"]) + 1
+        assert body["live_time_s"] == pytest.approx(live)
+
+
+def test_unknown_run_is_a_clear_error(data_dir):
+    out = nudaq("spectra", "--data-dir", str(data_dir), "--run", "99", "--json")
+    assert out.returncode != 0
+    assert "99" in out.stderr and "Traceback" not in out.stderr
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_status(data_dir: Path) -> dict | None:
+    out = nudaq("status", "--json", "--data-dir", str(data_dir), timeout=20)
+    if out.returncode != 0:
+        return None
+    status = json.loads(out.stdout)
+    return status if status["state"] == "running" else None
+
+
+def test_status_run_control_and_killed_readout(data_dir):
+    """Shifter commands on a live system; then a readout dies and run control reports it."""
+    up = subprocess.Popen(
+        [*NUDAQ, "up", "--sim", "--speed", "5", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status = wait_for(lambda: running_status(data_dir), 90, "a running system")
+        assert status["run"] == 1
+        assert {"builder", "readout-hpge", "readout-acv", "readout-crv"} <= set(status["processes"])
+        stop = nudaq("run", "stop", "--json", "--data-dir", str(data_dir))
+        assert stop.returncode == 0, stop.stderr
+        assert json.loads(stop.stdout)["summary"]["run"] == 1
+        again = nudaq("run", "stop", "--data-dir", str(data_dir))
+        assert again.returncode == 2 and "cannot stop while idle" in again.stderr
+        start = nudaq("run", "start", "--comment", "second", "--data-dir", str(data_dir))
+        assert start.returncode == 0 and "run 2 started" in start.stdout
+
+        victim = next(
+            p
+            for p in psutil.Process(up.pid).children(recursive=True)
+            if "daq.readout" in p.cmdline() and "acv" in p.cmdline()
+        )
+        victim.send_signal(signal.SIGKILL)
+        _, err = up.communicate(timeout=60)
+        assert up.returncode != 0
+        assert "readout-acv" in err and "killed by signal 9" in err
+        assert not [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(data_dir) in " ".join(p.info["cmdline"] or [])
+        ]
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(30)
+
+
+def test_malformed_message_is_counted_and_the_run_goes_on(data_dir):
+    up = subprocess.Popen(
+        [*NUDAQ, "up", "--sim", "--speed", "5", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: running_status(data_dir), 90, "a running system")
+        ctx = zmq.Context.instance()
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(Config().endpoint("builder_data", data_dir))
+        push.send_multipart([b"not a header", b"junk"])
+        push.send_multipart([b"x"])
+        push.close()
+        time.sleep(1.0)
+        stop = nudaq("run", "stop", "--json", "--data-dir", str(data_dir))
+        assert stop.returncode == 0, stop.stderr
+        summary = json.loads(stop.stdout)["summary"]
+        assert summary["rejected_messages"] == 2
+        assert summary["pulses"]["hpge"] > 0
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=60)
+    assert up.returncode == 0
+    assert os.path.exists(data_dir / "logs" / "builder.log")
