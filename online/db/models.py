@@ -99,9 +99,14 @@ class Exposure(Base):
 
 
 class SpectrumBin(Base):
-    """Counts in one energy bin of one spectrum (run x tag x reactor x category)."""
+    """Counts in one energy bin of one spectrum (run x tag x reactor x category).
+
+    Only nonzero bins are stored. On SQLite the table is clustered on its primary key
+    (WITHOUT ROWID), so summing one category over many runs reads contiguous pages.
+    """
 
     __tablename__ = "spectrum_bins"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     run_id: Mapped[int] = mapped_column(
         ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
@@ -129,6 +134,38 @@ class StreamStat(Base):
     missing_batches: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected_messages: Mapped[int] = mapped_column(BigInteger, default=0)
     dead_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RawFile(Base):
+    """A raw run file written for a run (kind ``pulses`` or ``events``), see daq.rawfile."""
+
+    __tablename__ = "raw_files"
+    __table_args__ = (UniqueConstraint("run_id", "tag", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # pulses|events
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class RawFileDamage(Base):
+    """One damaged stretch found in a raw file by daq.rawfile.RawReader (what was skipped)."""
+
+    __tablename__ = "raw_file_damage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time_utc: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    run_number: Mapped[int | None] = mapped_column(Integer, index=True)
+    path: Mapped[str] = mapped_column(Text)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    bytes_skipped: Mapped[int] = mapped_column(BigInteger)
+    batches_read: Mapped[int] = mapped_column(BigInteger)
+    last_good_ns: Mapped[int | None] = mapped_column(BigInteger)
+    resumed_ns: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class SlowControlReading(Base):

@@ -1,0 +1,264 @@
+"""Raw run files: round trip, crash and corruption recovery, foreign files."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daq.errors import RawFileError
+from daq.rawfile import RawReader, RawWriter, raw_path
+from daq.records import EVENT_DTYPE, PULSE_DTYPE, Stream
+from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+
+CONFIG = '{"spectrum": {"bin_width_keV": 0.2}}'
+
+
+def make_batch(rng: np.random.Generator, stream: int, seq: int, n: int, kind=KIND_DATA) -> Batch:
+    pulses = np.zeros(n, PULSE_DTYPE)
+    pulses["t_ns"] = np.sort(rng.integers(0, 2**40, n))
+    pulses["adc"] = rng.integers(0, 2**32, n, dtype=np.uint32)
+    pulses["channel"] = rng.integers(0, 2**16, n, dtype=np.uint16)
+    pulses["flags"] = rng.integers(0, 2**16, n, dtype=np.uint16)
+    return Batch(kind, stream, 7, seq, 1_000_000 * seq, pulses, seq * 3, seq % 5, seq % 2)
+
+
+def make_events(rng: np.random.Generator, n: int, t0: int) -> np.ndarray:
+    events = np.zeros(n, EVENT_DTYPE)
+    events["t_ns"] = t0 + np.arange(n) * 1000
+    events["adc"] = rng.integers(0, 100_000, n)
+    events["energy_keV"] = rng.uniform(0, 1000, n)
+    events["tags"] = rng.integers(0, 16, n)
+    return events
+
+
+def assert_same_batch(a: Batch, b: Batch) -> None:
+    assert (a.kind, a.stream, a.run, a.seq, a.watermark_ns) == (
+        b.kind,
+        b.stream,
+        b.run,
+        b.seq,
+        b.watermark_ns,
+    )
+    assert (a.dead_ns, a.dropped, a.lost_frames) == (b.dead_ns, b.dropped, b.lost_frames)
+    assert a.pulses.dtype == b.pulses.dtype
+    assert a.pulses.tobytes() == b.pulses.tobytes()
+
+
+def record_run(prefix, n_batches=60, seed=1):
+    """A run of interleaved streams, BOR to EOR, with events; returns what was written."""
+    rng = np.random.default_rng(seed)
+    batches, events = [], []
+    with RawWriter(prefix, 7, CONFIG) as writer:
+        for i in range(n_batches):
+            kind = KIND_BOR if i < 3 else KIND_EOR if i >= n_batches - 3 else KIND_DATA
+            batch = make_batch(rng, i % 3, i // 3, int(rng.integers(0, 300)), kind)
+            writer.write_batch(batch)
+            batches.append(batch)
+            chunk = make_events(rng, int(rng.integers(1, 50)), i * 10**6)
+            writer.write_events(chunk)
+            events.append(chunk)
+            writer.flush()
+    return batches, np.concatenate(events)
+
+
+def batch_from(kind, stream, run, seq, watermark, dead, dropped, lost, n, seed) -> Batch:
+    pulses = make_batch(np.random.default_rng(seed), stream, seq, n).pulses
+    return Batch(kind, stream, run, seq, watermark, pulses, dead, dropped, lost)
+
+
+batch_strategy = st.builds(
+    batch_from,
+    st.sampled_from([KIND_DATA, KIND_BOR, KIND_EOR]),
+    st.sampled_from([int(s) for s in Stream]),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 400),
+    st.integers(0, 2**32),
+)
+
+
+def message_ranges(data: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of the record-batch messages of an intact Arrow stream."""
+    reader = pa.BufferReader(pa.py_buffer(data))
+    pa.ipc.read_message(reader)
+    ranges = []
+    while True:
+        start = reader.tell()
+        try:
+            pa.ipc.read_message(reader)
+        except EOFError:
+            return ranges
+        ranges.append((start, reader.tell()))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(batch_strategy, max_size=12))
+def test_round_trip_is_identical(tmp_path_factory, batches):
+    prefix = tmp_path_factory.mktemp("raw") / "run"
+    with RawWriter(prefix, 7, CONFIG) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    reader = RawReader(raw_path(prefix, "pulses"))
+    got = list(reader.iter_batches())
+    assert len(got) == len(batches)
+    for a, b in zip(got, batches, strict=True):
+        assert_same_batch(a, b)
+    assert reader.damage is None
+    assert (reader.run, reader.config_json) == (7, CONFIG)
+
+
+def test_events_and_file_info(tmp_path):
+    prefix = tmp_path / "raw" / "run000007"
+    rng = np.random.default_rng(3)
+    events = make_events(rng, 1000, 5)
+    writer = RawWriter(prefix, 7, CONFIG)
+    writer.write_events(events[:400])
+    writer.write_events(events[:0])
+    writer.write_events(events[400:])
+    infos = writer.close()
+    assert [i.kind for i in infos] == ["pulses", "events"]
+    for info in infos:
+        data = info.path.read_bytes()
+        assert info.bytes == len(data)
+        assert info.sha256 == hashlib.sha256(data).hexdigest()
+    reader = RawReader(infos[1].path)
+    assert reader.read_events().tobytes() == events.tobytes()
+    assert reader.damage is None
+    assert list(RawReader(infos[0].path).iter_batches()) == []
+    with pytest.raises(RawFileError, match="holds events"):
+        next(reader.iter_batches())
+    with pytest.raises(RawFileError, match="never overwritten"):
+        RawWriter(prefix, 7, CONFIG)
+
+
+def test_standard_tools_read_the_files(tmp_path):
+    batches, events = record_run(tmp_path / "run")
+    stream = pa.ipc.open_stream(raw_path(tmp_path / "run", "pulses"))
+    assert stream.schema.metadata[b"nudaq.run"] == b"7"
+    first, meta = stream.read_next_batch_with_custom_metadata()
+    assert int(meta[b"seq"]) == batches[0].seq
+    assert first.column("t_ns").to_numpy().tolist() == batches[0].pulses["t_ns"].tolist()
+    frame = pa.ipc.open_stream(raw_path(tmp_path / "run", "events")).read_pandas()
+    assert frame["energy_keV"].to_numpy().tolist() == events["energy_keV"].tolist()
+
+
+def test_flushed_data_survive_without_close(tmp_path):
+    prefix = tmp_path / "run"
+    rng = np.random.default_rng(5)
+    writer = RawWriter(prefix, 7, CONFIG)
+    written = [make_batch(rng, 0, i, 100) for i in range(10)]
+    for batch in written:
+        writer.write_batch(batch)
+    writer.flush()
+    reader = RawReader(raw_path(prefix, "pulses"))
+    got = list(reader.iter_batches())
+    assert len(got) == 10
+    assert_same_batch(got[-1], written[-1])
+    assert reader.damage.bytes_skipped == 0
+    assert "not closed" in reader.damage.regions[0].reason
+    writer.close()
+
+
+@pytest.mark.parametrize("cut_fraction", [0.31, 0.5, 0.77, 0.999])
+def test_truncated_file_recovers_everything_before(tmp_path, cut_fraction):
+    batches, _ = record_run(tmp_path / "run")
+    path = raw_path(tmp_path / "run", "pulses")
+    data = path.read_bytes()
+    cut = int(len(data) * cut_fraction)
+    path.write_bytes(data[:cut])
+    reader = RawReader(path)
+    got = list(reader.iter_batches())
+    assert 0 < len(got) < len(batches)
+    for a, b in zip(got, batches, strict=False):
+        assert_same_batch(a, b)
+    damage = reader.damage
+    assert damage.batches_read == len(got)
+    assert len(damage.regions) == 1
+    assert damage.offset + damage.bytes_skipped == cut
+    assert damage.regions[0].last_good_ns == got[-1].watermark_ns
+    assert damage.regions[0].resumed_ns is None
+
+
+@pytest.mark.parametrize(("where", "length"), [(0.3, 4), (0.5, 200), (0.62, 3000), (0.45, 1)])
+def test_corrupted_block_is_skipped_and_reading_resumes(tmp_path, where, length):
+    batches, _ = record_run(tmp_path / "run", n_batches=90, seed=11)
+    path = raw_path(tmp_path / "run", "pulses")
+    original = path.read_bytes()
+    data = bytearray(original)
+    start = int(len(data) * where)
+    rng = np.random.default_rng(start)
+    data[start : start + length] = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    changed = np.flatnonzero(np.frombuffer(data, np.uint8) != np.frombuffer(original, np.uint8))
+    if not len(changed):
+        pytest.skip("the random bytes equal the original ones")
+    first, last = int(changed[0]), int(changed[-1])
+    hit = [i for i, (a, b) in enumerate(message_ranges(original)) if a <= last and b > first]
+    ranges = message_ranges(original)
+    reader = RawReader(path)
+    got = list(reader.iter_batches())
+    expected = [b for i, b in enumerate(batches) if i not in hit]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert_same_batch(a, b)
+    damage = reader.damage
+    assert damage.batches_read == len(got)
+    assert len(damage.regions) == 1
+    region = damage.regions[0]
+    assert region.offset == ranges[hit[0]][0]
+    assert region.offset + region.bytes_skipped == ranges[hit[-1]][1]
+    assert region.last_good_ns == batches[hit[0] - 1].watermark_ns
+    assert region.resumed_ns == batches[hit[-1] + 1].watermark_ns
+
+
+def test_corrupted_event_block(tmp_path):
+    _, events = record_run(tmp_path / "run", seed=4)
+    path = raw_path(tmp_path / "run", "events")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0x10
+    path.write_bytes(bytes(data))
+    reader = RawReader(path)
+    got = reader.read_events()
+    assert 0 < len(got) < len(events)
+    assert np.isin(got["t_ns"], events["t_ns"]).all()
+    assert got["t_ns"][-1] == events["t_ns"][-1]
+    assert reader.damage.regions[0].last_good_ns < reader.damage.regions[0].resumed_ns
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"", "empty"),
+        (b"hello, this is not arrow at all" * 10, "not a nudaq raw file"),
+        (b"\xff\xff\xff\xff\x10\x00\x00\x00" + b"\x00" * 40, "not a nudaq raw file"),
+    ],
+)
+def test_foreign_files_are_refused(tmp_path, content, why):
+    path = tmp_path / "x.arrow"
+    path.write_bytes(content)
+    with pytest.raises(RawFileError, match=why) as err:
+        RawReader(path)
+    assert str(path) in str(err.value)
+
+
+def test_arrow_stream_of_someone_else_is_refused(tmp_path):
+    path = tmp_path / "other.arrow"
+    table = pa.table({"a": [1, 2, 3]})
+    with pa.ipc.new_stream(path, table.schema) as writer:
+        writer.write_table(table)
+    with pytest.raises(RawFileError, match="not a nudaq raw file"):
+        RawReader(path)
+    with pytest.raises(RawFileError, match="cannot read"):
+        RawReader(tmp_path / "missing.arrow")
