@@ -1,0 +1,205 @@
+"""The spectrum filler: sums the builder's updates and commits them to SQL atomically.
+
+``SpectrumFiller.add`` only adds in memory; ``commit`` writes everything accumulated since
+the previous commit in ONE transaction: spectrum bins, exposures, stream bookkeeping and
+reactor intervals, so a reader never sees spectra without their live time. Increments are
+added to the stored rows with the dialect's ``INSERT ... ON CONFLICT DO UPDATE`` (SQLite and
+PostgreSQL), so several commits (or processes) add up exactly. If a commit fails, nothing of
+it is stored and the increments stay pending for the next attempt.
+
+Every row written carries the filler's ``tag``: the live DAQ fills tag ``""``, a replay its
+own tag, and a filler never touches rows of another tag (nor, with a tag, the run's row).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+
+import numpy as np
+from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from daq.errors import RunControlError
+from daq.rawfile import PULSES, RawFileInfo
+from daq.records import CATEGORY_NAMES, Category
+from daq.update import REACTOR_STATES, BuildUpdate, ExposureDelta, StreamDelta
+
+from .db.models import Exposure, RawFile, ReactorInterval, Run, SpectrumBin, StreamStat, utcnow
+from .db.session import writer
+
+log = logging.getLogger(__name__)
+
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)] + ["live_ns"]
+_STREAM_FIELDS = [f.name for f in fields(StreamDelta)]
+_CATEGORIES = [CATEGORY_NAMES[c] for c in Category]
+
+
+def _upsert(conn: Connection, table: Table, keys: Sequence[str], rows: list[dict], add, replace=()):
+    """Insert rows; where the key exists, add the ``add`` columns and overwrite ``replace``."""
+    if not rows:
+        return
+    stmt = _INSERTS[conn.dialect.name](table)
+    updates = {c: table.c[c] + stmt.excluded[c] for c in add}
+    updates.update({c: stmt.excluded[c] for c in replace})
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+
+
+class SpectrumFiller:
+    """Accumulates BuildUpdates of one run and commits them under one tag."""
+
+    def __init__(self, engine: Engine, run_number: int, tag: str, n_bins: int) -> None:
+        self.engine = engine
+        self.run_number = run_number
+        self.tag = tag
+        self.n_bins = n_bins
+        self._pending = BuildUpdate.empty(n_bins)
+        self._run_id: int | None = None
+
+    def add(self, update: BuildUpdate) -> None:
+        """Accumulate an update in memory (nothing is written)."""
+        if update.hist.shape != self._pending.hist.shape:
+            raise ValueError(
+                f"run {self.run_number}: update histogram shape {update.hist.shape},"
+                f" filler expects {self._pending.hist.shape}"
+            )
+        self._pending.merge(update)
+
+    def commit(self) -> bool:
+        """Write the accumulated increments in one transaction; False if there were none."""
+        if self._pending.is_empty:
+            return False
+        with writer(self.engine).begin() as conn:
+            self._write(conn, self._pending)
+        self._pending = BuildUpdate.empty(self.n_bins)
+        return True
+
+    def close_run(self, raw_files: list[RawFileInfo], end_ns: int | None = None) -> None:
+        """Final commit plus the run's raw files (and, for tag "", the run's row).
+
+        ``end_ns`` (DAQ clock) closes the open reactor interval; without it the last
+        interval stays open-ended, meaning "until the end of the run".
+        """
+        with writer(self.engine).begin() as conn:
+            self._write(conn, self._pending)
+            run_id = self._run_id_of(conn)
+            if end_ns is not None:
+                self._close_interval(conn, run_id, end_ns)
+            _upsert(
+                conn,
+                RawFile.__table__,
+                ("run_id", "tag", "kind"),
+                [
+                    {
+                        "run_id": run_id,
+                        "tag": self.tag,
+                        "kind": f.kind,
+                        "path": str(f.path),
+                        "sha256": f.sha256,
+                        "bytes": f.bytes,
+                    }
+                    for f in raw_files
+                ],
+                add=(),
+                replace=("path", "sha256", "bytes"),
+            )
+            pulses = next((f for f in raw_files if f.kind == PULSES), None)
+            if self.tag == "":
+                values = {"stopped_utc": func.coalesce(Run.stopped_utc, utcnow())}
+                if pulses is not None:
+                    values |= {
+                        "raw_file": str(pulses.path),
+                        "raw_sha256": pulses.sha256,
+                        "raw_bytes": pulses.bytes,
+                    }
+                conn.execute(update(Run).where(Run.id == run_id).values(**values))
+        self._pending = BuildUpdate.empty(self.n_bins)
+        log.info(
+            "run %d (tag %r) closed with raw files %s",
+            self.run_number,
+            self.tag,
+            [str(f.path) for f in raw_files],
+        )
+
+    def _run_id_of(self, conn: Connection) -> int:
+        if self._run_id is None:
+            self._run_id = conn.scalar(select(Run.id).where(Run.number == self.run_number))
+            if self._run_id is None:
+                raise RunControlError(
+                    f"run {self.run_number} is not in the database: cannot store its spectra"
+                )
+        return self._run_id
+
+    def _write(self, conn: Connection, pending: BuildUpdate) -> None:
+        run_id = self._run_id_of(conn)
+        key = {"run_id": run_id, "tag": self.tag}
+        reactor, category, bins = np.nonzero(pending.hist)
+        counts = pending.hist[reactor, category, bins]
+        _upsert(
+            conn,
+            SpectrumBin.__table__,
+            ("run_id", "tag", "reactor", "category", "bin"),
+            [
+                {
+                    **key,
+                    "reactor": REACTOR_STATES[r],
+                    "category": _CATEGORIES[c],
+                    "bin": b,
+                    "counts": n,
+                }
+                for r, c, b, n in zip(
+                    reactor.tolist(),
+                    category.tolist(),
+                    bins.tolist(),
+                    counts.tolist(),
+                    strict=True,
+                )
+            ],
+            add=("counts",),
+        )
+        _upsert(
+            conn,
+            Exposure.__table__,
+            ("run_id", "tag", "reactor"),
+            [
+                {**key, "reactor": state, **asdict(delta), "live_ns": delta.live_ns}
+                for state, delta in pending.exposure.items()
+                if delta != ExposureDelta()
+            ],
+            add=_EXPOSURE_FIELDS,
+        )
+        _upsert(
+            conn,
+            StreamStat.__table__,
+            ("run_id", "tag", "stream"),
+            [
+                {**key, "stream": name, **asdict(delta)}
+                for name, delta in pending.streams.items()
+                if delta != StreamDelta()
+            ],
+            add=_STREAM_FIELDS,
+        )
+        for change in sorted(pending.reactor_changes, key=lambda c: c.t_ns):
+            self._close_interval(conn, run_id, change.t_ns)
+            conn.execute(
+                ReactorInterval.__table__.insert().values(
+                    **key,
+                    reactor=REACTOR_STATES[int(change.on)],
+                    start_ns=change.t_ns,
+                    end_ns=None,
+                    power_MW=change.power_MW,
+                )
+            )
+
+    def _close_interval(self, conn: Connection, run_id: int, t_ns: int) -> None:
+        conn.execute(
+            update(ReactorInterval)
+            .where(
+                ReactorInterval.run_id == run_id,
+                ReactorInterval.tag == self.tag,
+                ReactorInterval.end_ns.is_(None),
+            )
+            .values(end_ns=t_ns)
+        )
