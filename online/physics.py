@@ -18,7 +18,7 @@ Reactor spectrum (per fission, per MeV), :class:`ReactorModel`
   continuous at 2 MeV, vanishing like E^2 at E -> 0 as every allowed beta spectrum does,
   with k solved so that the isotope emits its total number of antineutrinos per fission
   from summation calculations (``NU_PER_FISSION``, Kopeikin, Phys. At. Nucl. 75 (2012)
-  143). The result peaks near 0.85 MeV; it carries 60-70 % of the antineutrinos.
+  143). The result peaks near 0.85 MeV and carries 70-80 % of the antineutrinos.
 * Neutron capture on U-238 (``captures_per_fission``, default 0.6): U-239 -> Np-239 ->
   Pu-239, two allowed beta decays at their Q values (1.262 and 0.722 MeV), each with the
   relativistic Fermi function. One antineutrino per decay, so 1.2 per fission.
