@@ -47,7 +47,7 @@ class StubFrontend:
     settings: dict = field(default_factory=lambda: {"THR": "0", "FRAME_MS": "10", "RTRATE": "0"})
     sent: list[SentFrame] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
-    starts: int = 0
+    start_times: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.t0 = time.monotonic_ns()
@@ -178,9 +178,9 @@ class StubFrontend:
         elif words == ["CLOCK?"]:
             self._reply(f"OK {self.clock()}")
         elif words == ["START"]:
-            self.starts += 1
             self._counter = 0
             self._last_wm = self.clock()
+            self.start_times.append(self._last_wm)
             self._reply(f"OK {self._last_wm}")
             self._streaming = True
         else:

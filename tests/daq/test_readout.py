@@ -1,0 +1,308 @@
+"""The readout process against a front-end, a fake run control and a PULL socket (real bytes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import zmq
+from frontend_stub import StubFrontend
+
+from daq.config import Config
+from daq.protocol import FRAME_END
+from daq.records import Stream
+from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch, decode
+
+
+@pytest.fixture
+def data_dir():
+    """A short data directory (ipc socket paths must stay under ~100 characters)."""
+    path = Path(tempfile.mkdtemp(prefix="nq", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Bench:
+    """A readout subprocess wired to a fake run control (ROUTER) and a fake builder (PULL)."""
+
+    def __init__(self, data_dir: Path, stub: StubFrontend, stream="hpge", send_hwm=200, **frontend):
+        config = Config()
+        config.network.send_hwm = send_hwm
+        for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
+            setattr(getattr(config.frontends, stream), key, value)
+        self.config = config
+        self.name = f"readout-{stream}"
+        self.data_dir = data_dir
+        self.stub = stub
+        (data_dir / "sockets").mkdir(exist_ok=True)
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.bind(config.endpoint("transitions", data_dir))
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.RCVHWM, 1)
+        self.pull.bind(config.endpoint("builder_data", data_dir))
+        config_file = data_dir / "config.json"
+        config_file.write_text(config.snapshot())
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daq.readout",
+                "--stream",
+                stream,
+                "--url",
+                stub.url,
+                "--config",
+                str(config_file),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.batches: list[tuple[float, Batch]] = []
+        self._id = 0
+        hello = self.recv_control(20)
+        assert hello["type"] == "hello" and hello["name"] == self.name
+
+    def recv_control(self, timeout_s: float) -> dict:
+        assert self.router.poll(int(timeout_s * 1000)), "no message from the readout"
+        identity, payload = self.router.recv_multipart()
+        assert identity.decode() == self.name
+        return json.loads(payload)
+
+    def transition(self, kind: str, timeout_s: float = 20, **fields) -> dict:
+        """Send a transition; collect batches while waiting for the acknowledgement."""
+        self._id += 1
+        message = {"type": kind, "id": self._id, **fields}
+        self.router.send_multipart([self.name.encode(), json.dumps(message).encode()])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.collect(0.05)
+            if self.router.poll(0):
+                ack = self.recv_control(0)
+                assert ack["type"] == "ack" and ack["id"] == self._id, ack
+                return ack
+        raise AssertionError(f"no acknowledgement of {kind}; {self.diagnose()}")
+
+    def collect(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if not self.pull.poll(max(0, int(left * 1000))):
+                return
+            self.batches.append((time.monotonic(), decode(self.pull.recv_multipart())))
+
+    def collect_until(self, kind: int, timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.batches or self.batches[-1][1].kind != kind:
+            assert time.monotonic() < deadline, f"no batch of kind {kind}; {self.diagnose()}"
+            self.collect(0.05)
+
+    def diagnose(self) -> str:
+        """What the readout said: its exit status, stderr when it ended, its log."""
+        code = self.proc.poll()
+        stderr = self.proc.stderr.read() if code is not None else ""
+        return f"exit status {code}\nstderr:\n{stderr}\nlog:\n{self.log()}"
+
+    def log(self) -> str:
+        return (self.data_dir / "logs" / f"{self.name}.log").read_text()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.proc.stderr.close()
+        self.ctx.destroy(0)
+        self.stub.close()
+
+
+@pytest.fixture
+def bench_factory(data_dir):
+    benches = []
+
+    def make(stub_options=None, **frontend) -> Bench:
+        bench = Bench(data_dir, StubFrontend(**(stub_options or {})), **frontend)
+        benches.append(bench)
+        return bench
+
+    yield make
+    for bench in benches:
+        bench.close()
+
+
+def received(batches: list[Batch]) -> np.ndarray:
+    return np.concatenate([b.pulses for b in batches])
+
+
+def check_sequence(batches: list[Batch], run: int) -> None:
+    """BOR first, then DATA, EOR last; seq counts up from 0; watermarks never go back."""
+    assert [b.kind for b in batches] == [KIND_BOR] + [KIND_DATA] * (len(batches) - 2) + [KIND_EOR]
+    assert [b.seq for b in batches] == list(range(len(batches)))
+    assert all(b.run == run and b.stream == Stream.HPGE for b in batches)
+    marks = [b.watermark_ns for b in batches]
+    assert marks == sorted(marks)
+    for b in batches:
+        if len(b.pulses):
+            assert b.pulses["t_ns"].max() < b.watermark_ns
+
+
+def test_run_at_100k_pulses_per_second(bench_factory):
+    """begin -> BOR, data batches, heartbeats when quiet, end -> EOR; every pulse once, in order."""
+    bench = bench_factory({"rate_hz": 100_000, "frame_ms": 10})
+    stub = bench.stub
+    ack = bench.transition("begin", run=7)
+    assert ack["ok"], ack
+    cpu_before = psutil.Process(bench.proc.pid).cpu_times()
+    bench.collect(2.0)
+    cpu = psutil.Process(bench.proc.pid).cpu_times()
+    stub.rate_hz = 0.0
+    bench.collect(0.1)
+    quiet_from = len(bench.batches)
+    bench.collect(0.6)
+    ack = bench.transition("end", run=7)
+    bench.collect_until(KIND_EOR)
+    batches = [b for _, b in bench.batches]
+    check_sequence(batches, 7)
+    assert stub.settings == {"THR": "0", "FRAME_MS": "20", "RTRATE": "0.1"}
+    assert batches[0].watermark_ns == stub.start_times[0]
+    end = stub.sent[-1]
+    assert end.kind == FRAME_END and batches[-1].watermark_ns == end.watermark_ns
+    pulses = received(batches)
+    assert pulses.tobytes() == stub.sent_pulses().tobytes()
+    assert len(pulses) > 150_000
+    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in stub.sent)
+    assert sum(b.lost_frames + b.dropped for b in batches) == 0
+    assert ack["ok"] and ack["info"] == {
+        "pulses": len(pulses),
+        "lost_frames": 0,
+        "dropped": 0,
+        "crc_errors": 0,
+        "skipped_bytes": 0,
+    }
+    quiet = bench.batches[quiet_from:-1]
+    assert len(quiet) >= 4 and all(len(b.pulses) == 0 for _, b in quiet)
+    gaps = np.diff([t for t, _ in quiet])
+    assert gaps.max() < 0.1 + 0.08
+    cpu_s = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
+    print(f"readout CPU at 100k pulses/s: {cpu_s / 2.0:.0%} of one core")
+    assert bench.transition("exit")["ok"]
+    assert bench.proc.wait(10) == 0
+
+
+def drain_run(bench: Bench, run: int) -> tuple[dict, list[Batch]]:
+    ack = bench.transition("end", timeout_s=40, run=run)
+    bench.collect_until(KIND_EOR)
+    batches = [b for _, b in bench.batches]
+    check_sequence(batches, run)
+    return ack, batches
+
+
+def test_backpressure_queues_without_loss(bench_factory):
+    """Nobody pulls for a while: batches wait in the readout and all arrive later, in order."""
+    bench = bench_factory({"rate_hz": 50_000, "frame_ms": 10}, send_hwm=1, batch_ms=10)
+    assert bench.transition("begin", run=1)["ok"]
+    time.sleep(1.5)  # the PULL side holds one message, the readout queues the rest
+    ack, batches = drain_run(bench, 1)
+    pulses = received(batches)
+    assert pulses.tobytes() == bench.stub.sent_pulses().tobytes()
+    assert len(pulses) > 50_000
+    assert ack["info"]["dropped"] == 0 and ack["info"]["pulses"] == len(pulses)
+    assert "the builder pushes back: queueing batches" in bench.log()
+
+
+def test_backpressure_overflow_drops_are_counted_exactly(bench_factory):
+    """A full readout buffer drops the newest pulses: counted, and their span is dead time."""
+    bench = bench_factory({"rate_hz": 50_000, "frame_ms": 10}, batch_ms=10, buffer_pulses=1000)
+    assert bench.transition("begin", run=2)["ok"]
+    time.sleep(1.5)
+    ack, batches = drain_run(bench, 2)
+    sent = bench.stub.sent_pulses()
+    got = received(batches)
+    dropped = sum(b.dropped for b in batches)
+    assert dropped > 10_000 and ack["info"]["dropped"] == dropped
+    assert len(got) + dropped == len(sent)
+    assert len(np.unique(got["adc"])) == len(got) and np.all(np.diff(got["adc"].astype(int)) > 0)
+    lost = sent[~np.isin(sent["adc"], got["adc"])]
+    for prev, batch in pairwise(batches):
+        if batch.dropped:
+            assert len(batch.pulses) == 0
+            assert batch.dead_ns == batch.watermark_ns - prev.watermark_ns
+            inside = (lost["t_ns"] >= prev.watermark_ns) & (lost["t_ns"] < batch.watermark_ns)
+            assert inside.sum() == batch.dropped
+    assert sum(b.dead_ns for b in batches) > sum(f.dead_ns for f in bench.stub.sent)
+
+
+def test_lost_line_reconnects_and_counts_the_gap(bench_factory):
+    """The device server drops the line: the readout reconnects, restarts, counts the gap."""
+    bench = bench_factory({"rate_hz": 5_000, "frame_ms": 10}, timeout_s=2.0)
+    stub = bench.stub
+    assert bench.transition("begin", run=3)["ok"]
+    bench.collect(0.3)
+    stub.disconnect()
+    deadline = time.monotonic() + 5
+    while len(stub.start_times) < 2:
+        assert time.monotonic() < deadline, bench.diagnose()
+        bench.collect(0.05)
+    bench.collect(0.3)
+    ack, batches = drain_run(bench, 3)
+    assert received(batches).tobytes() == stub.sent_pulses().tobytes()
+    first_run_end = max(f.watermark_ns for f in stub.sent if f.watermark_ns < stub.start_times[1])
+    gap = stub.start_times[1] - first_run_end
+    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in stub.sent) + gap
+    assert ack["info"]["lost_frames"] == 0
+    assert "lost" in bench.log() and "restarted" in bench.log()
+
+
+def test_silent_device_is_restarted(bench_factory):
+    """A device that stops sending for longer than timeout_s is reconnected and restarted."""
+    bench = bench_factory({"rate_hz": 1_000, "frame_ms": 10}, timeout_s=0.5)
+    stub = bench.stub
+    assert bench.transition("begin", run=4)["ok"]
+    stub.paused.set()
+    deadline = time.monotonic() + 5
+    while len(stub.start_times) < 2:
+        assert time.monotonic() < deadline, bench.diagnose()
+        bench.collect(0.05)
+    stub.paused.clear()
+    bench.collect(0.2)
+    _, batches = drain_run(bench, 4)
+    assert received(batches).tobytes() == stub.sent_pulses().tobytes()
+    assert "silent for" in bench.log()
+
+
+def test_dead_device_exits_3_with_a_clear_message(bench_factory):
+    bench = bench_factory({"frame_ms": 10}, timeout_s=1.0)
+    assert bench.transition("begin", run=5)["ok"]
+    bench.collect(0.2)
+    bench.stub.close()
+    assert bench.proc.wait(10) == 3
+    stderr = bench.proc.stderr.read()
+    assert f"device {bench.stub.url} unreachable" in stderr and "giving up" in stderr
+    bench.collect(0.2)
+    batches = [b for _, b in bench.batches]
+    assert received(batches).tobytes() == bench.stub.sent_pulses().tobytes()
+
+
+def test_sigterm_while_running_ends_the_run(bench_factory):
+    bench = bench_factory({"rate_hz": 2_000, "frame_ms": 10})
+    assert bench.transition("begin", run=6)["ok"]
+    bench.collect(0.3)
+    os.kill(bench.proc.pid, signal.SIGTERM)
+    bench.collect_until(KIND_EOR)
+    assert bench.proc.wait(10) == 0
+    batches = [b for _, b in bench.batches]
+    check_sequence(batches, 6)
+    assert received(batches).tobytes() == bench.stub.sent_pulses().tobytes()
+    assert bench.stub.commands[-1] == "STOP"
