@@ -295,6 +295,22 @@ class AnalysisResult:
             self.limit.limit_muB / MU_UNIT_MUB, self.window_keV, self.power_MW, self.distance_m
         )
 
+    def history_fields(self) -> dict:
+        """The columns of an ``analysis_history`` row (online.db.models.AnalysisHistory)."""
+        return {
+            "exposure_on_kg_day": self.exposure_on,
+            "exposure_off_kg_day": self.exposure_off,
+            "background_cpd": self.background.value,
+            "background_cpd_error": self.background.error,
+            "mu_nu2_1e20": self.limit.fit.mu_nu2,
+            "mu_nu2_1e20_error": self.limit.fit.error,
+            "limit_90_muB": self.limit.limit_muB,
+            "expected_limit_90_muB": self.limit.expected_limit_muB,
+            "live_fraction": self.eff_all.live_fraction.value,
+            "accidental_ac": self.eff_all.accidental_ac.value,
+            "accidental_crv": self.eff_all.accidental_crv.value,
+        }
+
     def to_json(self) -> dict:
         fit = self.limit.fit
         return {

@@ -320,3 +320,81 @@ def test_analyse_with_no_counts_reports_an_error_not_nan():
     off = SpectrumInput(**{**off.__dict__, "counts": empty})
     with pytest.raises(AnalysisError):
         analyse(on, off)
+
+
+# --- nudaq analysis on a database filled through the spectrum filler -------------------
+
+
+def _store_run(engine, number, spec: SpectrumInput, on: bool, quality="unchecked"):
+    """Store one run's candidate spectrum, exposure and RT counts the way the DAQ does."""
+    from daq.config import Config
+    from daq.records import Category
+    from daq.update import BuildUpdate, ExposureDelta, ReactorChange
+    from online.db.session import session_scope
+    from online.filler import SpectrumFiller
+    from online.runs import create_run, end_run, set_quality
+
+    config = Config.model_validate({"spectrum": {"bin_width_keV": 0.2, "max_keV": 200.0}})
+    with session_scope(engine) as session:
+        create_run(session, number, config, simulated=True)
+    update = BuildUpdate.empty(config.spectrum.n_bins)
+    update.hist[int(on), Category.CANDIDATE] = spec.counts
+    elapsed_ns = int(round(spec.exposure_kg_day / config.detector.mass_kg * 86400e9))
+    update.exposure["on" if on else "off"] = ExposureDelta(
+        elapsed_ns=elapsed_ns,
+        rt_events=spec.rt_events,
+        rt_ac=spec.rt_ac,
+        rt_crv=spec.rt_crv,
+        rt_any=spec.rt_any,
+        events_candidate=int(spec.counts.sum()),
+    )
+    update.reactor_changes.append(ReactorChange(0, on, spec.power_MW))
+    filler = SpectrumFiller(engine, number, "", config.spectrum.n_bins)
+    filler.add(update)
+    filler.close_run([], end_ns=elapsed_ns)
+    with session_scope(engine) as session:
+        end_run(session, number)
+        if quality != "unchecked":
+            set_quality(session, number, quality, "test")
+
+
+def test_nudaq_analysis_reads_runs_from_the_database(db_engine, db_url, tmp_path, capsys):
+    from daq.cli import main
+
+    rng = np.random.default_rng(41)
+    on = simulate(2900.0, 196.3, 4.0, rng)
+    off = simulate(0.0, 52.1, 0.0, rng)
+    _store_run(db_engine, 1, on, on=True)
+    _store_run(db_engine, 2, off, on=False)
+    _store_run(db_engine, 3, simulate(0.0, 20.0, 0.0, rng, cpd=30.0), on=False, quality="bad")
+
+    plot = tmp_path / "analysis.png"
+    assert main(["analysis", "--db", db_url, "--json", "--plot", str(plot)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    direct = analyse(on, off, resolution_keV=(0.6, 0.028)).to_json()
+    assert out["runs"] == [1, 2]
+    assert out["mu_nu2_1e-20"]["value"] == pytest.approx(direct["mu_nu2_1e-20"]["value"], rel=1e-4)
+    assert out["mu_nu2_1e-20"]["value"] == pytest.approx(16.0, abs=3 * out["mu_nu2_1e-20"]["error"])
+    assert out["exposure_kg_day"]["on"] == pytest.approx(direct["exposure_kg_day"]["on"], rel=1e-6)
+    assert out["background_cpd"]["value"] == pytest.approx(
+        1.0, abs=3 * out["background_cpd"]["error"]
+    )
+    for key in ("limit_90_muB", "expected_limit_90_muB", "live_fraction"):
+        assert np.isfinite(out[key])
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+    # The bad run (30 cpd) joins only with --all-runs.
+    assert main(["analysis", "--db", db_url, "--json", "--all-runs"]) == 0
+    assert json.loads(capsys.readouterr().out)["background_cpd"]["value"] > 5.0
+
+    # User errors: one line on stderr, exit code 2, no traceback.
+    for argv, message in [
+        (["--runs", "99"], "run 99 is not in the database"),
+        (["--runs", "1"], "no reactor OFF data"),
+        (["--window", "40:20"], "empty energy window"),
+        (["--window", "12.1:60"], "not a stored bin edge"),
+        (["--plot", str(tmp_path / "x.jpg")], "extension"),
+    ]:
+        assert main(["analysis", "--db", db_url, *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "nan" not in err.lower()
