@@ -4,7 +4,8 @@ It serves one connection at a time on a TCP port (``socket://127.0.0.1:PORT``, a
 connection replaces the old one, so reconnects work) or on a pty. Pulses carry their global
 sequence number in ``adc`` so a test can check that every pulse arrived exactly once, in
 order. ``mangle(counter, frame_bytes) -> bytes`` lets a test damage chosen frames or add
-noise between them; everything the stub sent is kept in ``sent`` as ground truth.
+noise between them; everything the stub sent is kept in ``sent`` as ground truth. Given a
+``POWER`` setting it also answers ``READ?`` like the slow-control device.
 """
 
 from __future__ import annotations
@@ -177,6 +178,11 @@ class StubFrontend:
             self._reply("OK")
         elif words == ["CLOCK?"]:
             self._reply(f"OK {self.clock()}")
+        elif words == ["READ?"] and "POWER" in self.settings:
+            power = self.settings["POWER"]
+            self._reply(
+                f"OK t_ns={self.clock()} power_MW={power} hv_V=3000 ln2_pct=80.5 temp_C=21.25"
+            )
         elif words == ["START"]:
             self._counter = 0
             self._last_wm = self.clock()

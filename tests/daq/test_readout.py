@@ -2,130 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
+import process_bench
 import psutil
 import pytest
-import zmq
 from frontend_stub import StubFrontend
+from process_bench import Bench
 
 from daq.config import Config
 from daq.protocol import FRAME_END
 from daq.records import Stream
-from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch, decode
+from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+
+data_dir = process_bench.data_dir
 
 
-@pytest.fixture
-def data_dir():
-    """A short data directory (ipc socket paths must stay under ~100 characters)."""
-    path = Path(tempfile.mkdtemp(prefix="nq", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class Bench:
-    """A readout subprocess wired to a fake run control (ROUTER) and a fake builder (PULL)."""
-
-    def __init__(self, data_dir: Path, stub: StubFrontend, stream="hpge", send_hwm=200, **frontend):
-        config = Config()
-        config.network.send_hwm = send_hwm
-        for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
-            setattr(getattr(config.frontends, stream), key, value)
-        self.config = config
-        self.name = f"readout-{stream}"
-        self.data_dir = data_dir
-        self.stub = stub
-        (data_dir / "sockets").mkdir(exist_ok=True)
-        self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.bind(config.endpoint("transitions", data_dir))
-        self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.RCVHWM, 1)
-        self.pull.bind(config.endpoint("builder_data", data_dir))
-        config_file = data_dir / "config.json"
-        config_file.write_text(config.snapshot())
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daq.readout",
-                "--stream",
-                stream,
-                "--url",
-                stub.url,
-                "--config",
-                str(config_file),
-                "--data-dir",
-                str(data_dir),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.batches: list[tuple[float, Batch]] = []
-        self._id = 0
-        hello = self.recv_control(20)
-        assert hello["type"] == "hello" and hello["name"] == self.name
-
-    def recv_control(self, timeout_s: float) -> dict:
-        assert self.router.poll(int(timeout_s * 1000)), "no message from the readout"
-        identity, payload = self.router.recv_multipart()
-        assert identity.decode() == self.name
-        return json.loads(payload)
-
-    def transition(self, kind: str, timeout_s: float = 20, **fields) -> dict:
-        """Send a transition; collect batches while waiting for the acknowledgement."""
-        self._id += 1
-        message = {"type": kind, "id": self._id, **fields}
-        self.router.send_multipart([self.name.encode(), json.dumps(message).encode()])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.collect(0.05)
-            if self.router.poll(0):
-                ack = self.recv_control(0)
-                assert ack["type"] == "ack" and ack["id"] == self._id, ack
-                return ack
-        raise AssertionError(f"no acknowledgement of {kind}; {self.diagnose()}")
-
-    def collect(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            left = deadline - time.monotonic()
-            if not self.pull.poll(max(0, int(left * 1000))):
-                return
-            self.batches.append((time.monotonic(), decode(self.pull.recv_multipart())))
-
-    def collect_until(self, kind: int, timeout_s: float = 20) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.batches or self.batches[-1][1].kind != kind:
-            assert time.monotonic() < deadline, f"no batch of kind {kind}; {self.diagnose()}"
-            self.collect(0.05)
-
-    def diagnose(self) -> str:
-        """What the readout said: its exit status, stderr when it ended, its log."""
-        code = self.proc.poll()
-        stderr = self.proc.stderr.read() if code is not None else ""
-        return f"exit status {code}\nstderr:\n{stderr}\nlog:\n{self.log()}"
-
-    def log(self) -> str:
-        return (self.data_dir / "logs" / f"{self.name}.log").read_text()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self.proc.stderr.close()
-        self.ctx.destroy(0)
-        self.stub.close()
+def readout_bench(data_dir, stub, stream="hpge", send_hwm=200, **frontend) -> Bench:
+    """A readout of ``stream`` on the stub, with frontend settings overridden."""
+    config = Config()
+    config.network.send_hwm = send_hwm
+    for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
+        setattr(getattr(config.frontends, stream), key, value)
+    return Bench(data_dir, stub, config, f"readout-{stream}", "daq.readout", "--stream", stream)
 
 
 @pytest.fixture
@@ -133,7 +36,7 @@ def bench_factory(data_dir):
     benches = []
 
     def make(stub_options=None, **frontend) -> Bench:
-        bench = Bench(data_dir, StubFrontend(**(stub_options or {})), **frontend)
+        bench = readout_bench(data_dir, StubFrontend(**(stub_options or {})), **frontend)
         benches.append(bench)
         return bench
 
