@@ -1,0 +1,174 @@
+"""The simulated crate: one common clock, one generator, four devices, one event loop.
+
+The clock reads t_ns = t0 + (monotonic elapsed) x sim.speed, with t0 = time.time_ns() when
+the crate is made. As the clock advances the crate generates the next slice
+[t_generated, now) at the slow-control device's current true reactor power and hands each
+front-end its stream's pulses; the front-ends send frames from there. One thread serves every
+line (select), so devices, generator and truth file need no locks.
+
+Ground truth goes to ``<data_dir>/sim/``: ``truth.arrow`` (when sim.truth) and
+``faults.json``, both rewritten at least every second and at close (hardware_sim.truth).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from daq.config import Config
+from daq.records import DATA_STREAMS, STREAM_NAMES, Stream
+
+from .devices import ListModeDevice, SlowControlDevice, TextDevice, make_line
+from .generator import Generator
+from .truth import FAULTS_FILE, TRUTH_FILE, TruthWriter, write_fault_counts
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.5
+"""Wall seconds between truth and fault-count flushes."""
+MIN_TICK_S = 0.002
+
+
+class SimCrate:
+    """The simulated hardware of one experiment (see module docstring).
+
+    ``run(stop)`` serves until ``stop()`` is true; ``start()`` does it in a background thread
+    (tests), ``close()`` stops, flushes the truth and closes every line.
+    """
+
+    def __init__(self, config: Config, data_dir: Path) -> None:
+        sim = config.sim
+        self.config = config
+        self.speed = sim.speed
+        self.sim_dir = Path(data_dir) / "sim"
+        self.sim_dir.mkdir(parents=True, exist_ok=True)
+        self.generator = Generator(sim, config.detector, sim.seed)
+        self.devices: dict = {
+            stream: ListModeDevice(
+                stream,
+                self,
+                make_line(sim.transport),
+                getattr(config.frontends, STREAM_NAMES[stream]),
+                getattr(sim.faults, STREAM_NAMES[stream]),
+                dead_ns=sim.adc_dead_time_ns if stream == Stream.HPGE else 0,
+                rt_rate_hz=sim.rt_rate_hz,
+                seed=sim.seed,
+            )
+            for stream in DATA_STREAMS
+        }
+        self.slowcontrol = SlowControlDevice(sim, self, make_line(sim.transport), sim.seed)
+        self.truth = TruthWriter(self.sim_dir / TRUTH_FILE) if sim.truth else None
+        self.pulses_generated = {STREAM_NAMES[s]: 0 for s in DATA_STREAMS}
+        self._all: list[TextDevice] = [*self.devices.values(), self.slowcontrol]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.t0_ns = time.time_ns()
+        self._mono0 = time.monotonic_ns()
+        self.t_generated_ns = self.t0_ns
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """pyserial URL of every device, by name (hpge, acv, crv, slowcontrol)."""
+        return {d.name: d.url for d in self._all}
+
+    @property
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        return {d.name: d.fault_counts for d in self.devices.values()}
+
+    def now_ns(self) -> int:
+        """The common clock (ns)."""
+        return self.t0_ns + int((time.monotonic_ns() - self._mono0) * self.speed)
+
+    def advance(self) -> int:
+        """Generate up to now and hand out the pulses; returns the generated-up-to time (ns)."""
+        now = self.now_ns()
+        if now <= self.t_generated_ns:
+            return self.t_generated_ns
+        self.generator.rt_rate_hz = self.devices[Stream.HPGE].rt_rate_hz
+        power = self.slowcontrol.power_MW(self.t_generated_ns)
+        pulses, truth = self.generator.generate(self.t_generated_ns, now, power)
+        self.t_generated_ns = now
+        for stream, device in self.devices.items():
+            device.feed(pulses[stream])
+            self.pulses_generated[device.name] += len(pulses[stream])
+        if self.truth is not None:
+            self.truth.append(truth)
+        return now
+
+    def start(self) -> SimCrate:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.run, args=(self._stop.is_set,), daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        """Serve every line until stop() is true."""
+        next_flush = time.monotonic() + FLUSH_INTERVAL_S
+        log.info("crate up: %s, speed %g", self.urls, self.speed)
+        while not stop() and not self._stop.is_set():
+            tick = max(MIN_TICK_S, min(d.frame_s for d in self.devices.values()) / 2)
+            self._serve_io(tick)
+            self.advance()
+            wall = time.monotonic()
+            for device in self.devices.values():
+                device.tick(wall)
+            self._flush_output()
+            if wall >= next_flush:
+                self.flush()
+                next_flush = wall + FLUSH_INTERVAL_S
+
+    def _serve_io(self, timeout_s: float) -> None:
+        """Wait up to timeout_s for host bytes or writable lines; handle them."""
+        owner = {}
+        for device in self._all:
+            for fd in device.line.read_fds():
+                owner[fd] = device
+        writers = {d.line.write_fd(): d for d in self._all if d.line.wants_write()}
+        readable, writable, _ = select.select(list(owner), list(writers), [], timeout_s)
+        for fd in readable:
+            device = owner[fd]
+            data, changed = device.line.on_readable(fd)
+            if changed:
+                device.host_changed()
+            if data:
+                device.receive(data)
+        for fd in writable:
+            if writers[fd].line.wants_write():
+                writers[fd].line.flush()
+
+    def _flush_output(self) -> None:
+        for device in self._all:
+            if device.line.wants_write():
+                device.line.flush()
+
+    def flush(self) -> None:
+        """Write pending truth rows and the fault counts."""
+        if self.truth is not None:
+            self.truth.flush()
+        write_fault_counts(self.sim_dir / FAULTS_FILE, self.fault_counts)
+
+    def close(self) -> None:
+        """Stop serving, flush the ground truth, close every line."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self.truth is not None:
+            self.truth.close()
+        write_fault_counts(self.sim_dir / FAULTS_FILE, self.fault_counts)
+        for device in self._all:
+            device.line.close()
+        log.info("crate closed: generated %s", self.pulses_generated)
+
+    def __enter__(self) -> SimCrate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

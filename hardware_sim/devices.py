@@ -1,0 +1,530 @@
+"""Simulated serial devices: the HPGe ADC, the two veto digitizers and slow control.
+
+Each device speaks daq.protocol byte for byte on its own line, a TCP socket
+(``socket://127.0.0.1:PORT``, one client at a time, a new client replaces the old one) or a
+pty (the slave's path), so the real drivers run against them through
+``serial.serial_for_url``. Devices do no I/O of their own: the crate's event loop
+(hardware_sim.crate) moves the bytes and calls them.
+
+List-mode front-ends (``NUDAQ,HPGE-ADC``, ``NUDAQ,ACV-DIGI``, ``NUDAQ,CRV-DIGI``)
+    Settings: ``THR`` (ADC counts; lower pulses are not sent), ``FRAME_MS`` (wall ms between
+    frames), ``RTRATE`` (Hz, HPGe ADC only). ``START`` answers ``OK <t_start_ns>``; from then
+    on every pulse with t >= t_start is sent in DATA frames, at most MAX_RECORDS per frame, at
+    least every FRAME_MS (heartbeats when empty); a frame's watermark is the time up to which
+    the crate has generated, its ``dead_ns`` the ADC dead time inside
+    [previous watermark, watermark). ``STOP`` sends the remaining pulses and an END frame
+    whose watermark is the stop time, then the device is back in text mode. While running,
+    every line other than ``STOP`` is ignored. A device that is not running discards the
+    pulses it is handed (the hardware is not acquiring). THR filters after the ADC: pulses
+    below it still cost dead time.
+
+Slow control (``NUDAQ,SLOWCTRL``, text only)
+    ``READ?`` -> ``OK t_ns=<clock> power_MW=<> hv_V=<> ln2_pct=<> temp_C=<>``. The power
+    follows the sim.reactor schedule (simulated s since the crate started) until
+    ``CONF POWER <MW>`` overrides it; readings carry 0.5 % noise, the generator uses the true
+    value. ``CONF HV <V>`` sets the bias (an HV trip). The LN2 level falls 10 % per simulated
+    day from 95 % and is refilled at 30 %.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import tty
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from daq.config import Faults, Frontend, ReactorPeriod, Sim
+from daq.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS, encode_frame
+from daq.records import PULSE_DTYPE, Stream
+
+from .faults import FaultInjector
+from .generator import dead_time_ns
+
+log = logging.getLogger(__name__)
+
+FIRMWARE = "1.0"
+MODELS = {
+    Stream.HPGE: "HPGE-ADC",
+    Stream.ACV: "ACV-DIGI",
+    Stream.CRV: "CRV-DIGI",
+}
+SLOWCONTROL_MODEL = "SLOWCTRL"
+MAX_LINE_BYTES = 1024
+"""A command line longer than this is garbage: it is thrown away with an ERR."""
+OUTPUT_LIMIT_BYTES = 256 << 20
+"""Bytes a device holds for a host that does not read before it throws frames away."""
+READ_BYTES = 65536
+POWER_NOISE = 0.005
+"""Relative noise of the power reading."""
+LN2_FULL_PCT = 95.0
+LN2_REFILL_PCT = 30.0
+LN2_FALL_PCT_PER_DAY = 10.0
+TEMP_C = 22.0
+HV_NOISE_V = 0.5
+
+
+class Clock(Protocol):
+    """What devices need from the crate: the common clock and the generated-up-to time."""
+
+    t0_ns: int
+
+    def now_ns(self) -> int: ...
+
+    def advance(self) -> int: ...
+
+
+# -- lines ----------------------------------------------------------------------------------
+
+
+class TcpLine:
+    """A listening TCP socket on 127.0.0.1 serving one client at a time (non-blocking)."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.setblocking(False)
+        self._conn: socket.socket | None = None
+        self._out = bytearray()
+        self.url = f"socket://127.0.0.1:{self._server.getsockname()[1]}"
+
+    def read_fds(self) -> list:
+        return [self._server] + ([self._conn] if self._conn is not None else [])
+
+    def wants_write(self) -> bool:
+        return self._conn is not None and bool(self._out)
+
+    def write_fd(self):
+        return self._conn
+
+    @property
+    def pending_out(self) -> int:
+        return len(self._out)
+
+    def on_readable(self, fd) -> tuple[bytes, bool]:
+        """(bytes from the host, whether the host changed: connected or gone)."""
+        if fd is self._server:
+            try:
+                conn, _ = self._server.accept()
+            except BlockingIOError:
+                return b"", False
+            self.drop()
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._conn = conn
+            log.info("%s: host connected", self.url)
+            return b"", True
+        try:
+            data = self._conn.recv(READ_BYTES)
+        except BlockingIOError:
+            return b"", False
+        except OSError:
+            data = b""
+        if not data:
+            log.info("%s: host disconnected", self.url)
+            self.drop()
+            return b"", True
+        return data, False
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the host (discarded when nobody is connected)."""
+        if self._conn is not None:
+            self._out += data
+
+    def flush(self) -> bool:
+        """Send what the socket takes now; False when the host is gone."""
+        try:
+            sent = self._conn.send(self._out)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.drop()
+            return False
+        del self._out[:sent]
+        return True
+
+    def drop(self) -> None:
+        """Close the connection to the host (it may connect again)."""
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._out.clear()
+
+    def close(self) -> None:
+        self.drop()
+        self._server.close()
+
+
+class PtyLine:
+    """A pseudo-terminal: the host opens the slave path, the device reads/writes the master.
+
+    The slave stays open here too, so the line survives hosts that come and go; a pty cannot
+    tell the device that its host changed.
+    """
+
+    def __init__(self) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self._out = bytearray()
+        self.url = os.ttyname(self._slave)
+
+    def read_fds(self) -> list:
+        return [self._master]
+
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def write_fd(self):
+        return self._master
+
+    @property
+    def pending_out(self) -> int:
+        return len(self._out)
+
+    def on_readable(self, fd) -> tuple[bytes, bool]:
+        try:
+            return os.read(self._master, READ_BYTES), False
+        except BlockingIOError:
+            return b"", False
+
+    def write(self, data: bytes) -> None:
+        self._out += data
+
+    def flush(self) -> bool:
+        try:
+            sent = os.write(self._master, self._out)
+        except BlockingIOError:
+            return True
+        except OSError as err:
+            if err.errno != errno.EIO:
+                raise
+            return True
+        del self._out[:sent]
+        return True
+
+    def drop(self) -> None:
+        """A pty cannot hang up: forget what was not yet written."""
+        self._out.clear()
+
+    def close(self) -> None:
+        os.close(self._master)
+        os.close(self._slave)
+
+
+Line = TcpLine | PtyLine
+
+
+def make_line(transport: str) -> Line:
+    """A new line of the given transport ('tcp' or 'pty')."""
+    return TcpLine() if transport == "tcp" else PtyLine()
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+class TextDevice:
+    """The text half of daq.protocol: line splitting, ``*IDN?``, ``CLOCK?``, ``CONF``.
+
+    ``settings`` maps each ``CONF`` key to its current value; ``_parsers`` to a function that
+    converts and checks a new value (raising ValueError with the reason).
+    """
+
+    model = ""
+
+    def __init__(self, name: str, clock: Clock, line: Line) -> None:
+        self.name = name
+        self.clock = clock
+        self.line = line
+        self.serial = f"SIM-{name.upper()}-0001"
+        self.settings: dict[str, float | int] = {}
+        self._parsers: dict[str, Callable[[str], float | int]] = {}
+        self._inbuf = bytearray()
+
+    @property
+    def url(self) -> str:
+        return self.line.url
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the host: run every complete command line."""
+        self._inbuf += data
+        while (end := self._inbuf.find(b"\n")) >= 0:
+            raw = bytes(self._inbuf[:end])
+            del self._inbuf[: end + 1]
+            self.command(raw.decode("ascii", errors="replace").strip())
+        if len(self._inbuf) > MAX_LINE_BYTES:
+            self._inbuf.clear()
+            self.reply(f"ERR command longer than {MAX_LINE_BYTES} bytes")
+
+    def host_changed(self) -> None:
+        """A new host (or none): forget partial input."""
+        self._inbuf.clear()
+
+    def reply(self, text: str) -> None:
+        self.line.write((text + "\n").encode("ascii"))
+
+    def command(self, text: str) -> None:
+        """One command line in text mode."""
+        words = text.split()
+        if not words:
+            return
+        handler = {
+            "*IDN?": self._idn,
+            "CLOCK?": self._clock,
+            "CONF?": self._conf_query,
+            "CONF": self._conf,
+        }.get(words[0].upper())
+        if handler is None:
+            handler = self._extra_commands().get(words[0].upper())
+        if handler is None:
+            self.reply(f"ERR unknown command {words[0]!r}")
+            return
+        handler(words[1:])
+
+    def _extra_commands(self) -> dict[str, Callable[[list[str]], None]]:
+        return {}
+
+    def _idn(self, args: list[str]) -> None:
+        self.reply(f"OK NUDAQ,{self.model},{self.serial},{FIRMWARE}")
+
+    def _clock(self, args: list[str]) -> None:
+        self.reply(f"OK {self.clock.now_ns()}")
+
+    def _conf_query(self, args: list[str]) -> None:
+        self.reply("OK " + " ".join(f"{k}={v}" for k, v in self.settings.items()))
+
+    def _conf(self, args: list[str]) -> None:
+        if len(args) != 2:
+            self.reply("ERR usage: CONF <KEY> <VALUE>")
+            return
+        key, value = args[0].upper(), args[1]
+        if key not in self._parsers:
+            self.reply(f"ERR unknown setting {key!r}; known: {', '.join(self._parsers)}")
+            return
+        try:
+            self.settings[key] = self._parsers[key](value)
+        except ValueError as err:
+            self.reply(f"ERR {key} {value!r}: {err}")
+            return
+        log.info("%s: %s = %s", self.name, key, self.settings[key])
+        self.reply("OK")
+
+
+def _bounded(kind: type, lo: float, hi: float = float("inf")) -> Callable[[str], float | int]:
+    """A CONF value parser for numbers of ``kind`` in [lo, hi]."""
+
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be within [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+class ListModeDevice(TextDevice):
+    """A list-mode front-end (HPGe ADC or veto digitizer), see the module docstring.
+
+    The crate hands it every generated slice through ``feed`` and calls ``tick`` in its loop;
+    ``dead_ns`` is the ADC conversion dead time (0 for the veto digitizers).
+    """
+
+    def __init__(
+        self,
+        stream: Stream,
+        clock: Clock,
+        line: Line,
+        frontend: Frontend,
+        faults: Faults,
+        dead_ns: int,
+        rt_rate_hz: float,
+        seed: int,
+    ) -> None:
+        super().__init__(stream.name.lower(), clock, line)
+        self.stream = stream
+        self.model = MODELS[stream]
+        self.dead_ns = dead_ns
+        self.faults = FaultInjector(faults, np.random.default_rng([seed, int(stream)]))
+        self.settings = {"THR": frontend.threshold_adc, "FRAME_MS": frontend.frame_ms}
+        self._parsers = {"THR": _bounded(int, 0, 2**32 - 1), "FRAME_MS": _bounded(int, 1, 1000)}
+        if stream == Stream.HPGE:
+            self.settings["RTRATE"] = rt_rate_hz
+            self._parsers["RTRATE"] = _bounded(float, 0.0, 1e6)
+        self.running = False
+        self.frames_sent = 0
+        self._counter = 0
+        self._t_start = 0
+        self._watermark = 0
+        self._next_frame_s = 0.0
+        self._queue: list[np.ndarray] = []
+        self._triggers = [np.array([np.iinfo(np.int64).min // 2], dtype=np.int64)]
+        """Accepted ADC triggers (ns) not yet accounted in a frame, led by the one before."""
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        """Everything injected on this device's line (see hardware_sim.faults)."""
+        return self.faults.counts.as_dict()
+
+    @property
+    def rt_rate_hz(self) -> float:
+        """The random-trigger rate (Hz) the ADC injects (0 for veto digitizers)."""
+        return float(self.settings.get("RTRATE", 0.0))
+
+    @property
+    def frame_s(self) -> float:
+        return self.settings["FRAME_MS"] / 1000.0
+
+    def command(self, text: str) -> None:
+        if not self.running:
+            super().command(text)
+        elif text.upper() == "STOP":
+            self._stop()
+        elif text:
+            log.warning("%s: ignoring %r while running", self.name, text)
+
+    def _extra_commands(self) -> dict[str, Callable[[list[str]], None]]:
+        return {"START": self._start, "STOP": self._stop_idle}
+
+    def host_changed(self) -> None:
+        super().host_changed()
+        if self.running:
+            log.info("%s: host changed while running: acquisition stopped", self.name)
+        self._idle()
+
+    def feed(self, pulses: np.ndarray) -> None:
+        """The next recorded pulses of this stream, as generated (sorted, t_ns >= all before)."""
+        if self.dead_ns and len(pulses):
+            self._triggers.append(pulses["t_ns"])
+            if not self.running:
+                self._triggers = [pulses["t_ns"][-1:]]
+        if not self.running:
+            return
+        keep = (pulses["t_ns"] >= self._t_start) & (pulses["adc"] >= self.settings["THR"])
+        if keep.any():
+            self._queue.append(pulses[keep])
+
+    def tick(self, wall_s: float) -> None:
+        """Send the frames that are due at wall time wall_s (monotonic s)."""
+        if not self.running:
+            return
+        running_s = (self.clock.now_ns() - self._t_start) * 1e-9
+        if self.faults.disconnect_due(running_s):
+            log.info("%s: injected disconnect after %.3g s running", self.name, running_s)
+            self.faults.counts.disconnects += 1
+            self.line.drop()
+            self._idle()
+            return
+        if wall_s < self._next_frame_s:
+            return
+        self._next_frame_s = wall_s + self.frame_s
+        if self.faults.stalled((self.clock.now_ns() - self.clock.t0_ns) * 1e-9):
+            return
+        self._send_pulses(self.clock.advance())
+
+    def _start(self, args: list[str]) -> None:
+        self._t_start = self.clock.advance()
+        self._watermark = self._t_start
+        self._counter = 0
+        self._queue.clear()
+        self.running = True
+        self._next_frame_s = 0.0
+        log.info("%s: START at %d ns", self.name, self._t_start)
+        self.reply(f"OK {self._t_start}")
+
+    def _stop_idle(self, args: list[str]) -> None:
+        self.reply("ERR not running")
+
+    def _stop(self) -> None:
+        t_stop = self.clock.advance()
+        self._send_pulses(t_stop)
+        self._send_frame(FRAME_END, t_stop, 0, np.zeros(0, dtype=PULSE_DTYPE))
+        log.info("%s: STOP at %d ns after %d frames", self.name, t_stop, self._counter)
+        self._idle()
+
+    def _idle(self) -> None:
+        self.running = False
+        self._queue.clear()
+        self._triggers = [np.concatenate(self._triggers)[-1:]]
+
+    def _send_pulses(self, watermark_ns: int) -> None:
+        """DATA frames with every queued pulse (split at MAX_RECORDS), up to watermark_ns."""
+        pulses = np.concatenate(self._queue) if self._queue else np.zeros(0, dtype=PULSE_DTYPE)
+        self._queue.clear()
+        triggers = np.concatenate(self._triggers)
+        starts = range(0, max(len(pulses), 1), MAX_RECORDS)
+        for i in starts:
+            chunk = pulses[i : i + MAX_RECORDS]
+            nxt = i + MAX_RECORDS
+            wm = int(pulses["t_ns"][nxt]) if nxt < len(pulses) else watermark_ns
+            dead = dead_time_ns(triggers, self.dead_ns, self._watermark, wm)
+            self._send_frame(FRAME_DATA, wm, dead, chunk)
+        self._triggers = [triggers[-1:]]
+
+    def _send_frame(self, kind: int, watermark_ns: int, dead_ns: int, pulses: np.ndarray) -> None:
+        frame = encode_frame(kind, self._counter, watermark_ns, dead_ns, pulses)
+        dt_s = (watermark_ns - self._watermark) * 1e-9
+        self._counter += 1
+        self._watermark = watermark_ns
+        if self.line.pending_out > OUTPUT_LIMIT_BYTES:
+            self.faults.counts.overflow_frames += 1
+            return
+        self.line.write(self.faults.apply(frame, dt_s))
+        self.frames_sent += 1
+
+
+class SlowControlDevice(TextDevice):
+    """The slow-control box: reactor power, HPGe bias, LN2 level, temperature (text only)."""
+
+    model = SLOWCONTROL_MODEL
+
+    def __init__(self, sim: Sim, clock: Clock, line: Line, seed: int) -> None:
+        super().__init__("slowcontrol", clock, line)
+        self.schedule = sorted(sim.reactor, key=lambda p: p.start_s) or [
+            ReactorPeriod(start_s=0, power_MW=0.0)
+        ]
+        self.rng = np.random.default_rng([seed, 99])
+        self.override_MW: float | None = None
+        self.settings = {"HV": sim.hv_V}
+        self._parsers = {"POWER": self._set_power, "HV": _bounded(float, 0.0, 10_000.0)}
+
+    def _set_power(self, text: str) -> float:
+        value = _bounded(float, 0.0, 10_000.0)(text)
+        self.override_MW = value
+        return value
+
+    def _sim_s(self, t_ns: int) -> float:
+        return (t_ns - self.clock.t0_ns) * 1e-9
+
+    def power_MW(self, t_ns: int) -> float:
+        """The true reactor thermal power (MW) at t_ns: schedule or CONF POWER override."""
+        if self.override_MW is not None:
+            return self.override_MW
+        s = self._sim_s(t_ns)
+        power = self.schedule[0].power_MW
+        for period in self.schedule:
+            if period.start_s <= s:
+                power = period.power_MW
+        return power
+
+    def ln2_pct(self, t_ns: int) -> float:
+        """LN2 dewar level (%): a sawtooth falling from LN2_FULL_PCT, refilled at the low mark."""
+        days = self._sim_s(t_ns) / 86400.0
+        span = LN2_FULL_PCT - LN2_REFILL_PCT
+        return LN2_FULL_PCT - (days * LN2_FALL_PCT_PER_DAY) % span
+
+    def _extra_commands(self) -> dict[str, Callable[[list[str]], None]]:
+        return {"READ?": self._read}
+
+    def _read(self, args: list[str]) -> None:
+        t = self.clock.now_ns()
+        noise = self.rng.standard_normal(3)
+        power = self.power_MW(t) * (1.0 + POWER_NOISE * noise[0])
+        hv = self.settings["HV"] + HV_NOISE_V * noise[1] if self.settings["HV"] > 0 else 0.0
+        temp = TEMP_C + 0.05 * noise[2]
+        self.reply(
+            f"OK t_ns={t} power_MW={power:.3f} hv_V={hv:.2f} "
+            f"ln2_pct={self.ln2_pct(t):.2f} temp_C={temp:.2f}"
+        )

@@ -1,0 +1,345 @@
+"""Detector physics of the simulated experiment: pulses with their ground truth.
+
+``Generator.generate(t0, t1, power_MW)`` draws everything the HPGe ADC and the two veto
+digitizers see in the slice [t0, t1) of the common clock (ns): Poisson counts, uniform times,
+vectorised. Sources (rates from daq.config.Sim and Detector, formulas in /work/shared/physics.md):
+
+=============  ============================================================================
+origin         what it is
+=============  ============================================================================
+CONTINUUM      flat background that no veto sees: ``flat_cpd`` x mass, 0..continuum_max_keV
+COMPTON        the same flat shape at ``compton_factor`` x that rate, each with an
+               AC_PARTNER pulse at t + N(0, ac_delay_sigma_ns)
+COSMIC         the same flat shape at ``cosmic_factor`` x that rate, each with a CRV_PARTNER
+               pulse at t - U(crv_lag_min_ns, crv_lag_max_ns)
+XRAY           Gaussian lines (``xray_lines``, counts per kg per day)
+SIGNAL         magnetic-moment recoils, online.physics.mm_rate_per_kg_keV_day (power > 0)
+RT             the ADC's random triggers at ``rt_rate_hz`` (FLAG_RT, true energy 0 keV)
+AC_SINGLE      uncorrelated AC veto pulses at ``acv_singles_hz``
+CRV_SINGLE     uncorrelated CRV pulses at ``crv_singles_hz``
+=============  ============================================================================
+
+Every HPGe energy is smeared with FWHM(E) = sqrt(a^2 + b E) (online.physics.fwhm_keV); the
+ADC value is round(E_measured / gain_keV_per_adc), clipped at 0. A HPGe pulse is recorded when
+its measured energy reaches ``detector.threshold_keV`` (random triggers always trigger) and
+the ADC is not busy: each accepted trigger (physics or RT) makes the ADC dead for
+``adc_dead_time_ns`` (non-paralysable). ``energy_keV`` in the truth is the true deposit.
+
+Slices must be generated in time order without gaps (t0 of a call = t1 of the previous): a
+pulse pair that straddles t1 (a partner's delay) is kept and returned by the next call, and
+the ADC dead time carries over. Every returned pulse lies in [t0, t1).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+import numba
+import numpy as np
+
+from daq.config import Detector, Sim
+from daq.records import DATA_STREAMS, FLAG_RT, PULSE_DTYPE, Stream
+
+log = logging.getLogger(__name__)
+
+TRUTH_DTYPE = np.dtype(
+    [
+        ("stream", "u1"),
+        ("t_ns", "<i8"),
+        ("adc", "<u4"),
+        ("channel", "<u2"),
+        ("flags", "<u2"),
+        ("origin", "u1"),
+        ("energy_keV", "<f8"),
+        ("partner_t_ns", "<i8"),
+        ("recorded", "?"),
+    ]
+)
+"""One drawn pulse with its ground truth: stream, the pulse fields (PULSE_DTYPE), its origin,
+true deposited energy (keV; arbitrary scale for veto pulses), the time (ns) of its
+coincident partner in the other stream (-1 if none) and whether the front-end recorded it."""
+
+SECONDS_PER_DAY = 86400.0
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+VETO_CHANNELS = 4
+"""Channels (crystals or panels) of each veto digitizer."""
+VETO_MEAN_KEV = 300.0
+"""Mean (exponential) deposit of a veto pulse (keV); the veto energy scale is arbitrary."""
+VETO_KEV_PER_ADC = 0.3
+"""Veto digitizer gain (keV per ADC count): mean veto ADC value 1000."""
+SIGNAL_MIN_KEV = 0.1
+"""Lowest recoil energy drawn for the signal (keV): 1/T is not integrable down to 0."""
+SIGNAL_GRID_POINTS = 4000
+"""Log-spaced grid points of the signal's inverse-CDF table."""
+ADC_MAX = np.iinfo(np.uint32).max
+
+
+class Origin(enum.IntEnum):
+    """What produced a pulse (truth ``origin``)."""
+
+    CONTINUUM = 0
+    XRAY = 1
+    COMPTON = 2
+    COSMIC = 3
+    SIGNAL = 4
+    RT = 5
+    AC_PARTNER = 6
+    CRV_PARTNER = 7
+    AC_SINGLE = 8
+    CRV_SINGLE = 9
+
+
+@numba.njit(cache=True, nogil=True)
+def nonparalysable(t_ns, dead_ns, busy_until_ns):
+    """Accepted triggers of a non-paralysable ADC among sorted trigger times (ns).
+
+    A trigger is accepted when the ADC is free (t >= busy_until); each accepted trigger keeps
+    it busy for dead_ns. Returns the acceptance mask and the new busy-until time (ns).
+    """
+    accepted = np.zeros(t_ns.shape[0], dtype=np.bool_)
+    for i in range(t_ns.shape[0]):
+        if t_ns[i] >= busy_until_ns:
+            accepted[i] = True
+            busy_until_ns = t_ns[i] + dead_ns
+    return accepted, busy_until_ns
+
+
+def dead_time_ns(trigger_t_ns: np.ndarray, dead_ns: int, a_ns: int, b_ns: int) -> int:
+    """Dead time (ns) inside [a, b) of an ADC whose accepted triggers are ``trigger_t_ns``.
+
+    Each accepted trigger at t makes the ADC dead over [t, t + dead_ns); pass the last
+    trigger before ``a`` too, since its dead time may reach into the interval.
+    """
+    t = np.asarray(trigger_t_ns, dtype=np.int64)
+    overlap = np.minimum(t + dead_ns, b_ns) - np.maximum(t, a_ns)
+    return int(np.clip(overlap, 0, None).sum())
+
+
+def to_pulses(rows: np.ndarray) -> np.ndarray:
+    """The PULSE_DTYPE view of truth rows (a copy with the pulse fields only)."""
+    out = np.empty(len(rows), dtype=PULSE_DTYPE)
+    for name in PULSE_DTYPE.names:
+        out[name] = rows[name]
+    return out
+
+
+def _rows(stream: Stream, origin: Origin, t_ns: np.ndarray, **fields) -> np.ndarray:
+    """Truth rows for one source; unspecified fields: no partner, recorded, flags 0."""
+    out = np.zeros(len(t_ns), dtype=TRUTH_DTYPE)
+    out["stream"] = stream
+    out["origin"] = origin
+    out["t_ns"] = t_ns
+    out["partner_t_ns"] = -1
+    out["recorded"] = True
+    for name, value in fields.items():
+        out[name] = value
+    return out
+
+
+class Generator:
+    """Draws HPGe and veto pulses with ground truth, slice after slice (see module docstring).
+
+    ``rt_rate_hz`` is the ADC's random-trigger rate (Hz), settable while running (the
+    simulated ADC's ``CONF RTRATE``). After each ``generate`` call, ``dead_ns`` holds the ADC
+    dead time (ns) inside that slice and ``last_trigger_ns`` the last accepted trigger.
+    """
+
+    def __init__(self, sim: Sim, detector: Detector, seed: int) -> None:
+        self.sim = sim
+        self.detector = detector
+        self.rng = np.random.default_rng(seed)
+        self.rt_rate_hz = sim.rt_rate_hz
+        self.dead_ns = 0
+        self.last_trigger_ns = np.iinfo(np.int64).min // 2
+        self._pending = np.zeros(0, dtype=TRUTH_DTYPE)
+        self._signal_table: tuple[float, float, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def continuum_rate_hz(self) -> float:
+        """Rate (Hz) of the veto-free flat continuum over 0..continuum_max_keV."""
+        sim = self.sim
+        return sim.flat_cpd * self.detector.mass_kg * sim.continuum_max_keV / SECONDS_PER_DAY
+
+    def generate(
+        self, t0_ns: int, t1_ns: int, power_MW: float
+    ) -> tuple[dict[Stream, np.ndarray], np.ndarray]:
+        """Pulses in [t0, t1) at reactor thermal power ``power_MW``.
+
+        Returns the recorded pulses per data stream (PULSE_DTYPE, sorted by t_ns) and the
+        truth of every drawn pulse in the slice, recorded or not (TRUTH_DTYPE, sorted by t_ns).
+        """
+        if t1_ns <= t0_ns:
+            raise ValueError(f"empty slice [{t0_ns}, {t1_ns}) ns")
+        rows = np.concatenate(
+            [
+                self._pending[self._pending["t_ns"] >= t0_ns],
+                self._hpge_sources(t0_ns, t1_ns, power_MW),
+                self._veto_singles(t0_ns, t1_ns),
+            ]
+        )
+        later = rows["t_ns"] >= t1_ns
+        self._pending = rows[later]
+        rows = rows[~later]
+        rows = rows[np.argsort(rows["t_ns"], kind="stable")]
+        self._apply_dead_time(rows, t0_ns, t1_ns)
+        pulses = {
+            s: to_pulses(rows[(rows["stream"] == s) & rows["recorded"]]) for s in DATA_STREAMS
+        }
+        return pulses, rows
+
+    def _hpge_sources(self, t0: int, t1: int, power_MW: float) -> np.ndarray:
+        """HPGe pulses of every source, with their veto partners."""
+        sim = self.sim
+        rate = self.continuum_rate_hz
+        parts = [
+            self._hpge(Origin.CONTINUUM, *self._flat(t0, t1, rate)),
+            self._compton(t0, t1, sim.compton_factor * rate),
+            self._cosmic(t0, t1, sim.cosmic_factor * rate),
+            self._signal(t0, t1, power_MW),
+        ]
+        per_day = self.detector.mass_kg / SECONDS_PER_DAY
+        for line in sim.xray_lines:
+            t = self._times(t0, t1, line.rate_per_kg_day * per_day)
+            parts.append(self._hpge(Origin.XRAY, t, np.full(len(t), line.energy_keV)))
+        t_rt = self._times(t0, t1, self.rt_rate_hz)
+        parts.append(self._hpge(Origin.RT, t_rt, np.zeros(len(t_rt)), flags=FLAG_RT))
+        return np.concatenate(parts)
+
+    def _times(self, t0: int, t1: int, rate_hz: float) -> np.ndarray:
+        """Poisson number of uniform times (ns) in [t0, t1) for a rate in Hz."""
+        n = self.rng.poisson(rate_hz * (t1 - t0) * 1e-9)
+        return self.rng.integers(t0, t1, n, dtype=np.int64)
+
+    def _flat(self, t0: int, t1: int, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+        """Times (ns) and flat true energies (keV, 0..continuum_max_keV) of events."""
+        t = self._times(t0, t1, rate_hz)
+        return t, self.rng.uniform(0.0, self.sim.continuum_max_keV, len(t))
+
+    def _hpge(
+        self,
+        origin: Origin,
+        t: np.ndarray,
+        energy_keV: np.ndarray,
+        partner_t: np.ndarray | int = -1,
+        flags: int = 0,
+    ) -> np.ndarray:
+        """HPGe truth rows: resolution smearing, ADC value, trigger threshold."""
+        from online.physics import fwhm_keV
+
+        sim = self.sim
+        sigma = fwhm_keV(energy_keV, sim.resolution_a_keV, sim.resolution_b_keV) / FWHM_PER_SIGMA
+        measured = energy_keV + sigma * self.rng.standard_normal(len(t))
+        adc = np.clip(np.rint(measured / sim.gain_keV_per_adc), 0, ADC_MAX)
+        triggered = measured >= self.detector.threshold_keV
+        if flags & FLAG_RT:
+            triggered = np.ones(len(t), dtype=bool)
+        return _rows(
+            Stream.HPGE,
+            origin,
+            t,
+            adc=adc,
+            flags=flags,
+            energy_keV=energy_keV,
+            partner_t_ns=partner_t,
+            recorded=triggered,
+        )
+
+    def _veto(
+        self, stream: Stream, origin: Origin, t: np.ndarray, partner_t: np.ndarray | int = -1
+    ) -> np.ndarray:
+        """Veto truth rows: exponential deposit, random channel, always recorded."""
+        energy = self.rng.exponential(VETO_MEAN_KEV, len(t))
+        return _rows(
+            stream,
+            origin,
+            t,
+            adc=np.clip(np.rint(energy / VETO_KEV_PER_ADC), 0, ADC_MAX),
+            channel=self.rng.integers(0, VETO_CHANNELS, len(t)),
+            energy_keV=energy,
+            partner_t_ns=partner_t,
+        )
+
+    def _compton(self, t0: int, t1: int, rate_hz: float) -> np.ndarray:
+        """Compton-scattered gammas: HPGe pulse and AC pulse, delay N(0, ac_delay_sigma_ns).
+
+        The earlier pulse of each pair is drawn uniform in [t0, t1) (the pair process is
+        stationary, so this is the same as drawing the HPGe time); a later one past t1 waits
+        for the next slice.
+        """
+        first, energy = self._flat(t0, t1, rate_hz)
+        delay = np.rint(self.rng.normal(0.0, self.sim.ac_delay_sigma_ns, len(first)))
+        delay = delay.astype(np.int64)
+        t_ge = first + np.maximum(-delay, 0)
+        t_ac = first + np.maximum(delay, 0)
+        return np.concatenate(
+            [
+                self._hpge(Origin.COMPTON, t_ge, energy, partner_t=t_ac),
+                self._veto(Stream.ACV, Origin.AC_PARTNER, t_ac, partner_t=t_ge),
+            ]
+        )
+
+    def _cosmic(self, t0: int, t1: int, rate_hz: float) -> np.ndarray:
+        """Cosmic-induced events: CRV pulse at t_crv, HPGe pulse U(lag_min, lag_max) later."""
+        sim = self.sim
+        t_crv, energy = self._flat(t0, t1, rate_hz)
+        lag = self.rng.uniform(sim.crv_lag_min_ns, sim.crv_lag_max_ns, len(t_crv))
+        t_ge = t_crv + np.rint(lag).astype(np.int64)
+        return np.concatenate(
+            [
+                self._hpge(Origin.COSMIC, t_ge, energy, partner_t=t_crv),
+                self._veto(Stream.CRV, Origin.CRV_PARTNER, t_crv, partner_t=t_ge),
+            ]
+        )
+
+    def _signal(self, t0: int, t1: int, power_MW: float) -> np.ndarray:
+        """Magnetic-moment recoils, drawn by inverse CDF from online.physics' spectrum."""
+        if power_MW <= 0 or self.sim.mu_nu_1e10 <= 0:
+            return np.zeros(0, dtype=TRUTH_DTYPE)
+        rate_hz, grid, cdf = self._signal_spectrum(power_MW)
+        t = self._times(t0, t1, rate_hz)
+        energy = np.interp(self.rng.uniform(0.0, 1.0, len(t)), cdf, grid)
+        return self._hpge(Origin.SIGNAL, t, energy)
+
+    def _signal_spectrum(self, power_MW: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """Total signal rate (Hz) and the inverse-CDF table (grid keV, normalised CDF).
+
+        The table is recomputed only when the power changes (reactor schedule, trips).
+        """
+        from online.physics import mm_rate_per_kg_keV_day
+
+        if self._signal_table is not None and self._signal_table[0] == power_MW:
+            return self._signal_table[1:]
+        sim = self.sim
+        lo = max(self.detector.threshold_keV, SIGNAL_MIN_KEV)
+        grid = np.geomspace(lo, sim.continuum_max_keV, SIGNAL_GRID_POINTS)
+        dr_dt = mm_rate_per_kg_keV_day(grid, sim.mu_nu_1e10, power_MW, sim.distance_m)
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (dr_dt[1:] + dr_dt[:-1]) * np.diff(grid))])
+        rate_hz = cum[-1] * self.detector.mass_kg / SECONDS_PER_DAY
+        cdf = cum / cum[-1] if cum[-1] > 0 else cum
+        self._signal_table = (power_MW, rate_hz, grid, cdf)
+        return rate_hz, grid, cdf
+
+    def _veto_singles(self, t0: int, t1: int) -> np.ndarray:
+        """Uncorrelated veto pulses (gammas in the NaI/CsI, muons in the plastic)."""
+        return np.concatenate(
+            [
+                self._veto(
+                    Stream.ACV, Origin.AC_SINGLE, self._times(t0, t1, self.sim.acv_singles_hz)
+                ),
+                self._veto(
+                    Stream.CRV, Origin.CRV_SINGLE, self._times(t0, t1, self.sim.crv_singles_hz)
+                ),
+            ]
+        )
+
+    def _apply_dead_time(self, rows: np.ndarray, t0: int, t1: int) -> None:
+        """Mark HPGe triggers that hit a busy ADC as not recorded; set ``dead_ns``."""
+        idx = np.flatnonzero((rows["stream"] == Stream.HPGE) & rows["recorded"])
+        dead = self.sim.adc_dead_time_ns
+        t = rows["t_ns"][idx]
+        accepted, _ = nonparalysable(t, dead, self.last_trigger_ns + dead)
+        rows["recorded"][idx[~accepted]] = False
+        triggers = np.concatenate([[self.last_trigger_ns], t[accepted]])
+        self.dead_ns = dead_time_ns(triggers, dead, t0, t1)
+        self.last_trigger_ns = int(triggers[-1])
