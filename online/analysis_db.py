@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from daq.errors import AnalysisError, ConfigError
 
 from .analysis import AnalysisResult, SpectrumInput, analyse
 from .db.models import Exposure, ReactorInterval, Run
-from .spectra import load_exposure, load_spectrum, select_runs
+from .spectra import load_spectrum, select_runs
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,20 @@ def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -
     configs = _configs(runs)
     numbers = {r.id: r.number for r in runs}
     elapsed = defaultdict(dict)
-    for run_id, reactor, ns in session.execute(
-        select(Exposure.run_id, Exposure.reactor, Exposure.elapsed_ns).where(
-            Exposure.run_id.in_(list(numbers)), Exposure.tag == tag
-        )
+    rt = defaultdict(lambda: np.zeros(4, np.int64))
+    for run_id, reactor, ns, *counts in session.execute(
+        select(
+            Exposure.run_id,
+            Exposure.reactor,
+            Exposure.elapsed_ns,
+            Exposure.rt_events,
+            Exposure.rt_ac,
+            Exposure.rt_crv,
+            Exposure.rt_any,
+        ).where(Exposure.run_id.in_(list(numbers)), Exposure.tag == tag)
     ):
         elapsed[reactor][run_id] = int(ns)
+        rt[reactor] += np.asarray(counts, np.int64)
     inputs = {}
     for state in ("on", "off"):
         per_run = elapsed.get(state, {})
@@ -134,7 +143,6 @@ def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -
                 f"no reactor {state.upper()} data in runs {sorted(numbers.values())}"
             )
         spectrum = load_spectrum(session, runs, state, "candidate", tag)
-        exposure = load_exposure(session, runs, state, tag)
         kg_day = sum(configs[i].detector.mass_kg * ns / NS_PER_DAY for i, ns in per_run.items())
         rt_expected = sum(
             configs[i].frontends.hpge.rt_rate_hz * ns / 1e9 for i, ns in per_run.items()
@@ -145,10 +153,10 @@ def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -
             counts=spectrum.counts,
             exposure_kg_day=kg_day,
             rt_expected=rt_expected,
-            rt_events=exposure.rt_events,
-            rt_ac=exposure.rt_ac,
-            rt_crv=exposure.rt_crv,
-            rt_any=exposure.rt_any,
+            rt_events=int(rt[state][0]),
+            rt_ac=int(rt[state][1]),
+            rt_crv=int(rt[state][2]),
+            rt_any=int(rt[state][3]),
             power_MW=power,
         )
     by_number = {numbers[i]: c for i, c in configs.items()}
