@@ -1,0 +1,64 @@
+/* Overview: run, reactor, rates, dead time, losses and alarms, updated by every pushed status. */
+"use strict";
+(() => {
+  const { el, num, pill, duration, plot, COLORS } = NUDAQ;
+  const WINDOW_S = 600;
+  const history = { t: [], hpge: [], acv: [], crv: [] };
+  let ratePlot = null;
+
+  function alarmRow(a) {
+    return el("div", { class: `alarm ${a.severity}${a.acked_utc ? " acked" : ""}` },
+      pill(a.severity), el("span", { class: "msg" }, a.message),
+      a.acked_utc ? el("span", { class: "dim" }, `ack ${a.acked_by}`) : null);
+  }
+
+  function update(st) {
+    document.getElementById("run-number").textContent = st.run ? `run ${st.run}` : "no run";
+    document.getElementById("run-state").replaceChildren(pill(st.reachable ? st.state : "unreachable"));
+    document.getElementById("elapsed").textContent = st.state === "running" ? duration(st.elapsed_s) : "–";
+    document.getElementById("dead-time").textContent =
+      st.dead_fraction === null ? "–" : `${num(100 * st.dead_fraction, 2)} %`;
+    document.getElementById("rc-error").textContent = st.error || (st.reachable ? "ok" : "does not answer");
+    document.getElementById("reactor-state").replaceChildren(
+      st.reactor === "unknown" ? "–" : pill(st.reactor.toUpperCase(), st.reactor));
+    document.getElementById("reactor-power").textContent =
+      st.power_MW === null ? "–" : `${num(st.power_MW, 0)} MW`;
+    document.getElementById("snapshot-age").textContent =
+      st.monitor_age_s === null ? "via run control" : `${num(st.monitor_age_s, 1)} s old`;
+    document.getElementById("stream-rows").replaceChildren(...st.streams.map((s) =>
+      el("tr", {},
+        el("td", {}, s.name),
+        el("td", { class: "num", id: `rate-${s.name}` }, num(s.rate_hz, 1)),
+        el("td", { class: "num", id: `pulses-${s.name}` }, s.pulses.toLocaleString("en-US")),
+        el("td", { class: `num${s.lost ? " error-text" : ""}`, id: `lost-${s.name}` }, s.lost))));
+    const events = Object.entries(st.events).map(([k, v]) => `${k} ${v}`).join(" · ");
+    document.getElementById("events").textContent = events || "–";
+    document.getElementById("alarm-list").replaceChildren(
+      ...(st.alarms.length ? st.alarms.map(alarmRow) : [el("span", { class: "noalarm" }, "no alarms")]));
+    document.getElementById("processes").textContent = st.processes.join("  ") || "–";
+    if (st.state === "running") addRates(st);
+  }
+
+  function addRates(st) {
+    const t = Date.parse(st.time_utc) / 1000;
+    history.t.push(t);
+    for (const s of st.streams) history[s.name]?.push(Math.max(s.rate_hz, 1e-3));
+    while (history.t.length && history.t[0] < t - WINDOW_S) {
+      for (const key of Object.keys(history)) history[key].shift();
+    }
+    const data = [history.t, history.hpge, history.acv, history.crv];
+    if (!ratePlot) {
+      ratePlot = plot(document.getElementById("rate-plot"), {
+        height: 220,
+        scales: { y: { distr: 3 } },
+        axes: [{}, { label: "Hz" }],
+        series: [{}, ...["hpge", "acv", "crv"].map((name, i) =>
+          ({ label: name, stroke: COLORS[i], width: 2, value: (u, v) => num(v, 1) }))],
+      }, data);
+    } else {
+      ratePlot.setData(data);
+    }
+  }
+
+  NUDAQ.onStatus(update);
+})();
