@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+
 def _utc(value: datetime) -> datetime:
     """Times from SQLite come back naive; every stored time is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)

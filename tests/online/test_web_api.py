@@ -192,7 +192,9 @@ def test_pages_static_files_and_docs_are_served(client):
         assert "/static/uPlot.iife.min.js" in page.text and "/static/nudaq.js" in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert "<script>" not in page.text  # no inline scripts: the CSP forbids them
-    assert client.get("/static/uPlot.iife.min.js").text.startswith("/*! https://github.com/leeoniya/uPlot")
+    assert client.get("/static/uPlot.iife.min.js").text.startswith(
+        "/*! https://github.com/leeoniya/uPlot"
+    )
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/static/swagger-ui-bundle.js" in docs.text
     assert "cdn" not in docs.text.lower()
@@ -254,7 +256,8 @@ def test_spectra_sum_runs_and_normalise_by_exposure(client):
     ).json()
     assert good["runs"] == [1] and good["counts"][60] == 12
     off = client.get(
-        "/api/spectra", params={"reactor": "off", "category": "candidate", "max_keV": 20, "rebin": 5}
+        "/api/spectra",
+        params={"reactor": "off", "category": "candidate", "max_keV": 20, "rebin": 5},
     ).json()
     assert len(off["counts"]) == 20 and off["bin_edges_keV"][-1] == pytest.approx(20.0)
     assert off["counts"][12] == 8  # 12.0-12.4 keV: bins 60 and 62
@@ -355,7 +358,9 @@ WRITES = [
 
 
 @pytest.mark.parametrize("path,body", WRITES)
-def test_writes_without_login_are_401_and_change_nothing(client, db_engine, run_control, path, body):
+def test_writes_without_login_are_401_and_change_nothing(
+    client, db_engine, run_control, path, body
+):
     before = snapshot(db_engine)
     reply = client.post(path, json=body)
     assert reply.status_code == 401
