@@ -113,13 +113,11 @@ def _on_power_MW(session: Session, runs: Sequence[Run], on_elapsed: dict[int, in
     return total / total_weight if total_weight else 0.0
 
 
-def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -> AnalysisInputs:
-    """ON/OFF candidate spectra, exposures and RT counts of ``runs`` (AnalysisError if the
-    runs cannot be combined or a reactor state has no data)."""
+def state_inputs(session: Session, runs: Sequence[Run], tag: str = "") -> dict[str, SpectrumInput]:
+    """The ``SpectrumInput`` of each reactor state ("on", "off") that has exposure in ``runs``."""
     if not runs:
         raise AnalysisError("no runs selected")
     configs = _configs(runs)
-    numbers = {r.id: r.number for r in runs}
     elapsed = defaultdict(dict)
     rt = defaultdict(lambda: np.zeros(4, np.int64))
     for run_id, reactor, ns, *counts in session.execute(
@@ -131,7 +129,7 @@ def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -
             Exposure.rt_ac,
             Exposure.rt_crv,
             Exposure.rt_any,
-        ).where(Exposure.run_id.in_(list(numbers)), Exposure.tag == tag)
+        ).where(Exposure.run_id.in_([r.id for r in runs]), Exposure.tag == tag)
     ):
         elapsed[reactor][run_id] = int(ns)
         rt[reactor] += np.asarray(counts, np.int64)
@@ -139,36 +137,43 @@ def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -
     for state in ("on", "off"):
         per_run = elapsed.get(state, {})
         if not any(v > 0 for v in per_run.values()):
-            raise AnalysisError(
-                f"no reactor {state.upper()} data in runs {sorted(numbers.values())}"
-            )
+            continue
         spectrum = load_spectrum(session, runs, state, "candidate", tag)
-        kg_day = sum(configs[i].detector.mass_kg * ns / NS_PER_DAY for i, ns in per_run.items())
-        rt_expected = sum(
-            configs[i].frontends.hpge.rt_rate_hz * ns / 1e9 for i, ns in per_run.items()
-        )
-        power = _on_power_MW(session, runs, per_run, tag) if state == "on" else 0.0
         inputs[state] = SpectrumInput(
             bin_edges_keV=spectrum.bin_edges_keV,
             counts=spectrum.counts,
-            exposure_kg_day=kg_day,
-            rt_expected=rt_expected,
+            exposure_kg_day=sum(
+                configs[i].detector.mass_kg * ns / NS_PER_DAY for i, ns in per_run.items()
+            ),
+            rt_expected=sum(
+                configs[i].frontends.hpge.rt_rate_hz * ns / 1e9 for i, ns in per_run.items()
+            ),
             rt_events=int(rt[state][0]),
             rt_ac=int(rt[state][1]),
             rt_crv=int(rt[state][2]),
             rt_any=int(rt[state][3]),
-            power_MW=power,
+            power_MW=_on_power_MW(session, runs, per_run, tag) if state == "on" else 0.0,
         )
-    by_number = {numbers[i]: c for i, c in configs.items()}
+    return inputs
+
+
+def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -> AnalysisInputs:
+    """ON/OFF candidate spectra, exposures and RT counts of ``runs`` (AnalysisError if the
+    runs cannot be combined or a reactor state has no data)."""
+    inputs = state_inputs(session, runs, tag)
+    numbers = sorted(r.number for r in runs)
+    for state in ("on", "off"):
+        if state not in inputs:
+            raise AnalysisError(f"no reactor {state.upper()} data in runs {numbers}")
+    configs = _configs(runs)
+    by_number = {r.number: configs[r.id] for r in runs}
     distance = _one({n: c.sim.distance_m for n, c in by_number.items()}, "core distance (m)")
     resolution = _one(
         {n: (c.sim.resolution_a_keV, c.sim.resolution_b_keV) for n, c in by_number.items()},
         "energy resolution (a, b)",
     )
     window = _one({n: tuple(c.analysis.window_keV) for n, c in by_number.items()}, "window")
-    return AnalysisInputs(
-        inputs["on"], inputs["off"], sorted(numbers.values()), distance, resolution, window
-    )
+    return AnalysisInputs(inputs["on"], inputs["off"], numbers, distance, resolution, window)
 
 
 def analyse_runs(

@@ -398,3 +398,32 @@ def test_nudaq_analysis_reads_runs_from_the_database(db_engine, db_url, tmp_path
         assert main(["analysis", "--db", db_url, *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and "nan" not in err.lower()
+
+
+def test_live_analysis_appends_history_rows(db_engine):
+    from sqlalchemy import select
+
+    from daq.config import Config
+    from online.db.models import AnalysisHistory
+    from online.db.session import session_scope
+    from online.live import record_live_analysis
+
+    rng = np.random.default_rng(42)
+    _store_run(db_engine, 1, simulate(2900.0, 30.0, 0.0, rng), on=True)
+    partial = record_live_analysis(db_engine, Config(), 1)
+    assert partial["exposure_on_kg_day"] == pytest.approx(1.06 * 30.0 * 0.97, rel=0.01)
+    assert partial["exposure_off_kg_day"] == 0.0
+    assert partial["live_fraction"] == pytest.approx(0.97, abs=0.005)
+    assert partial["background_cpd"] == pytest.approx(1.0, abs=4 * partial["background_cpd_error"])
+    assert "limit_90_muB" not in partial
+
+    _store_run(db_engine, 2, simulate(0.0, 10.0, 0.0, rng), on=False)
+    full = record_live_analysis(db_engine, Config(), 2)
+    assert full["exposure_off_kg_day"] > 0 and full["limit_90_muB"] > 0
+    assert full["accidental_ac"] == pytest.approx(0.04, abs=0.005)
+    with session_scope(db_engine, readonly=True) as session:
+        rows = session.scalars(select(AnalysisHistory).order_by(AnalysisHistory.id)).all()
+        assert [r.run_number for r in rows] == [1, 2]
+        assert rows[0].limit_90_muB is None and rows[1].limit_90_muB == pytest.approx(
+            full["limit_90_muB"]
+        )
