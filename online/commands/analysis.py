@@ -6,6 +6,7 @@ import argparse
 import json
 
 from daq.commands._common import add_system_options, resolve
+from daq.errors import AnalysisError
 
 from .sensitivity import parse_window
 
@@ -16,7 +17,7 @@ def register(subparsers) -> None:
         help="mu_nu analysis of stored runs",
         description="ON/OFF analysis of the selected runs: live fraction and accidental veto "
         "probabilities from random triggers, background level, mu_nu^2 fit, Feldman-Cousins "
-        "90%% CL limit and expected limit. Runs marked bad are left out unless --all-runs.",
+        "90% CL limit and expected limit. Runs marked bad are left out unless --all-runs.",
     )
     add_system_options(p, config=False)
     p.add_argument("--runs", help="run numbers such as 3-7,9 (default: all runs)")
@@ -29,13 +30,19 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from online.analysis_db import analyse_runs
     from online.db.session import make_engine, session_scope
 
     window = parse_window(args.window) if args.window else None
     _, _, db_url = resolve(args)
-    with session_scope(make_engine(db_url), readonly=True) as session:
-        inputs, result = analyse_runs(session, args.runs, args.all_runs, window, args.tag)
+    try:
+        with session_scope(make_engine(db_url), readonly=True) as session:
+            inputs, result = analyse_runs(session, args.runs, args.all_runs, window, args.tag)
+    except SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise AnalysisError(f"cannot read the nudaq database {db_url}: {reason}") from None
     if args.plot:
         from online.analysis_plot import plot_analysis
 

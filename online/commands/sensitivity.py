@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sensitivity",
         help="expected mu_nu limit of a planned exposure",
-        description="Median 90%% CL upper limit on mu_nu for zero true signal, for a given "
+        description="Median 90% CL upper limit on mu_nu for zero true signal, for a given "
         "detector mass, reactor ON/OFF live times and background. Defaults: Kuo-Sheng.",
     )
     p.add_argument("--mass-kg", type=float, default=DEFAULTS["mass_kg"], help="Ge mass (kg)")

@@ -427,3 +427,11 @@ def test_live_analysis_appends_history_rows(db_engine):
         assert rows[0].limit_90_muB is None and rows[1].limit_90_muB == pytest.approx(
             full["limit_90_muB"]
         )
+
+
+def test_nudaq_analysis_on_a_database_without_tables(tmp_path, capsys):
+    from daq.cli import main
+
+    assert main(["analysis", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the nudaq database" in err and "Traceback" not in err
