@@ -89,7 +89,8 @@ Mueller 2011 (U-238)."""
 E_FISSION_MEV = {"U235": 202.36, "U238": 205.99, "Pu239": 211.12, "Pu241": 214.26}
 """Thermal energy released per fission (MeV), Ma et al. 2013."""
 NU_PER_FISSION = {"U235": 6.14, "U238": 7.08, "Pu239": 5.58, "Pu241": 6.42}
-"""Fission-product antineutrinos per fission, all energies (summation, Kopeikin 2012)."""
+"""Fission-product antineutrinos per fission, all energies: summation values as quoted from
+Kopeikin 2012 (uncertain by a few %); with the capture part they fix the total flux."""
 JOIN_MEV = 2.0
 """Below this energy the low-energy model replaces the exp-polynomial fits."""
 E_MAX_MEV = 10.0
