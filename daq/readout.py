@@ -10,8 +10,9 @@ transitions on daq.control and sends daq.wire batches to the builder:
 - running: the pulses of the frames read are collected (whole arrays, no per-pulse Python)
   and sent as one DATA batch every ``batch_ms`` or at MAX_BATCH_PULSES; a quiet stream sends
   an empty DATA batch (heartbeat) every ``heartbeat_ms``. Each batch carries the latest
-  frame's watermark, the frames' dead time, and the frames lost (CRC/header failures and
-  counter gaps) since the previous batch.
+  frame's watermark, the frames' dead time, and the frames lost on the line since the
+  previous batch (gaps in the frame counter: a frame that failed its CRC or header check,
+  or vanished in dropped bytes, leaves exactly one gap, so each lost frame counts once).
 - ``end``: STOP the device, send what is left and EOR (watermark = the END frame's), and
   acknowledge with the run's counts.
 
@@ -66,8 +67,13 @@ class DeviceLost(ProtocolError):
 
 
 def _lost_frames(stats: DecoderStats) -> int:
-    """Frames known lost on the line: CRC failures, bad headers, counter gaps."""
-    return stats.crc_errors + stats.bad_headers + stats.missing_frames
+    """Frames lost on the line: the frame-counter gaps.
+
+    Not CRC failures plus bad headers plus gaps: a damaged frame shows up as a CRC (or
+    header) failure *and* as the gap it leaves, and a bad header can be noise that only
+    looked like a sync word; the gaps count every lost frame exactly once.
+    """
+    return stats.missing_frames
 
 
 class Outbox:

@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
-from frontend_stub import StubFrontend
 
 from daq.config import Config
 from daq.wire import Batch, decode
@@ -29,17 +29,13 @@ def data_dir():
 class Bench:
     """A nudaq process wired to a fake run control (ROUTER) and a fake builder (PULL).
 
-    ``python -m module --url <stub.url> --config <config> --data-dir <data_dir> *args``;
-    the stub device is closed with the bench.
+    ``python -m module --url <url> --config <config> --data-dir <data_dir> *args``.
     """
 
-    def __init__(
-        self, data_dir: Path, stub: StubFrontend, config: Config, name: str, module: str, *args
-    ):
+    def __init__(self, data_dir: Path, url: str, config: Config, name: str, module: str, *args):
         self.config = config
         self.name = name
         self.data_dir = data_dir
-        self.stub = stub
         (data_dir / "sockets").mkdir(exist_ok=True)
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
@@ -50,7 +46,7 @@ class Bench:
         config_file = data_dir / "config.json"
         config_file.write_text(config.snapshot())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--url", stub.url, "--config", str(config_file)]
+            [sys.executable, "-m", module, "--url", url, "--config", str(config_file)]
             + ["--data-dir", str(data_dir), *args],
             stderr=subprocess.PIPE,
             text=True,
@@ -109,4 +105,39 @@ class Bench:
         self.proc.wait(10)
         self.proc.stderr.close()
         self.ctx.destroy(0)
-        self.stub.close()
+
+
+@pytest.fixture
+def crate_factory(tmp_path):
+    """Start hardware_sim's crate (in a thread) for a configuration; closed after the test."""
+    from hardware_sim.crate import SimCrate
+
+    crates = []
+
+    def make(config: Config) -> SimCrate:
+        crates.append(SimCrate(config, tmp_path).start())
+        return crates[-1]
+
+    yield make
+    for crate in crates:
+        crate.close()
+
+
+def sim_truth(crate, stream: int, t_from: int, t_to: int) -> np.ndarray:
+    """The pulses the crate's front-end recorded in [t_from, t_to) (closes the crate first)."""
+    from hardware_sim.generator import to_pulses
+    from hardware_sim.truth import TRUTH_FILE, read_truth
+
+    crate.close()
+    rows = read_truth(crate.sim_dir / TRUTH_FILE)
+    keep = (rows["stream"] == stream) & rows["recorded"]
+    keep &= (rows["t_ns"] >= t_from) & (rows["t_ns"] < t_to)
+    return to_pulses(rows[keep])
+
+
+def sim_faults(crate, device: str) -> dict[str, int]:
+    """What the crate injected on a device's line (closes the crate first)."""
+    from hardware_sim.truth import FAULTS_FILE, read_fault_counts
+
+    crate.close()
+    return read_fault_counts(crate.sim_dir / FAULTS_FILE)[device]

@@ -5,12 +5,17 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import process_bench
 import pytest
 from frontend_stub import StubFrontend
+from process_bench import sim_faults, sim_truth
 
+from daq.config import Config
 from daq.drivers.frontend import EndFrameLost, FrontendDriver
 from daq.errors import ProtocolError
 from daq.protocol import FRAME_END, SYNC
+
+crate_factory = process_bench.crate_factory
 
 
 @pytest.fixture(params=["tcp", "pty"])
@@ -186,3 +191,33 @@ def test_commands_refused_while_running():
 def test_unreachable_device_names_its_url():
     with pytest.raises(ProtocolError, match="socket://127.0.0.1:9: cannot open"):
         FrontendDriver("socket://127.0.0.1:9", timeout_s=0.5)
+
+
+def test_against_the_simulated_crate(transport, crate_factory):
+    """hardware_sim's AC digitizer with line faults: every damaged frame is a counted gap,
+    every pulse that arrives is one the crate recorded, bit for bit."""
+    config = Config()
+    config.sim.transport = transport
+    config.sim.acv_singles_hz = 30_000
+    faults = config.sim.faults.acv
+    faults.noise_bytes_per_s, faults.dropped_bytes_per_s, faults.corrupt_frames_per_s = 200, 5, 5
+    crate = crate_factory(config)
+    driver = FrontendDriver(crate.urls["acv"])  # the first reply waits for numba to compile
+    try:
+        assert driver.identify().startswith("NUDAQ,ACV-DIGI,")
+        driver.configure(THR=0, FRAME_MS=10)
+        assert driver.settings() == {"THR": 0, "FRAME_MS": 10}
+        t_start = driver.start()
+        frames = read_for(driver, 1.0)
+        rest, end = driver.stop()
+    finally:
+        driver.close()
+    frames += rest
+    injected = sim_faults(crate, "acv")
+    truth = sim_truth(crate, 1, t_start, end.watermark_ns)
+    got = np.concatenate([f.pulses for f in frames])
+    assert injected["damaged_frames"] >= 3
+    assert driver.stats.missing_frames == injected["damaged_frames"]
+    assert driver.stats.skipped_bytes >= injected["noise_bytes"]
+    assert set(got.tolist()) <= set(truth.tolist())
+    assert 0.8 * len(truth) < len(got) < len(truth)

@@ -12,14 +12,15 @@ import process_bench
 import psutil
 import pytest
 from frontend_stub import StubFrontend
-from process_bench import Bench
+from process_bench import Bench, sim_faults, sim_truth
 
 from daq.config import Config
 from daq.protocol import FRAME_END
-from daq.records import Stream
+from daq.records import FLAG_RT, Stream, stream_by_name
 from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
 data_dir = process_bench.data_dir
+crate_factory = process_bench.crate_factory
 
 
 def readout_bench(data_dir, stub, stream="hpge", send_hwm=200, **frontend) -> Bench:
@@ -28,7 +29,11 @@ def readout_bench(data_dir, stub, stream="hpge", send_hwm=200, **frontend) -> Be
     config.network.send_hwm = send_hwm
     for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
         setattr(getattr(config.frontends, stream), key, value)
-    return Bench(data_dir, stub, config, f"readout-{stream}", "daq.readout", "--stream", stream)
+    bench = Bench(
+        data_dir, stub.url, config, f"readout-{stream}", "daq.readout", "--stream", stream
+    )
+    bench.stub = stub
+    return bench
 
 
 @pytest.fixture
@@ -43,17 +48,18 @@ def bench_factory(data_dir):
     yield make
     for bench in benches:
         bench.close()
+        bench.stub.close()
 
 
 def received(batches: list[Batch]) -> np.ndarray:
     return np.concatenate([b.pulses for b in batches])
 
 
-def check_sequence(batches: list[Batch], run: int) -> None:
+def check_sequence(batches: list[Batch], run: int, stream: Stream = Stream.HPGE) -> None:
     """BOR first, then DATA, EOR last; seq counts up from 0; watermarks never go back."""
     assert [b.kind for b in batches] == [KIND_BOR] + [KIND_DATA] * (len(batches) - 2) + [KIND_EOR]
     assert [b.seq for b in batches] == list(range(len(batches)))
-    assert all(b.run == run and b.stream == Stream.HPGE for b in batches)
+    assert all(b.run == run and b.stream == stream for b in batches)
     marks = [b.watermark_ns for b in batches]
     assert marks == sorted(marks)
     for b in batches:
@@ -104,11 +110,11 @@ def test_run_at_100k_pulses_per_second(bench_factory):
     assert bench.proc.wait(10) == 0
 
 
-def drain_run(bench: Bench, run: int) -> tuple[dict, list[Batch]]:
+def drain_run(bench: Bench, run: int, stream: Stream = Stream.HPGE) -> tuple[dict, list[Batch]]:
     ack = bench.transition("end", timeout_s=40, run=run)
     bench.collect_until(KIND_EOR)
     batches = [b for _, b in bench.batches]
-    check_sequence(batches, run)
+    check_sequence(batches, run, stream)
     return ack, batches
 
 
@@ -209,3 +215,75 @@ def test_sigterm_while_running_ends_the_run(bench_factory):
     check_sequence(batches, 6)
     assert received(batches).tobytes() == bench.stub.sent_pulses().tobytes()
     assert bench.stub.commands[-1] == "STOP"
+
+
+def crate_run(data_dir, crate_factory, config: Config, stream: str, seconds: float, **frontend):
+    """One run of a readout on the simulated crate: (ack, batches, crate)."""
+    for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
+        setattr(getattr(config.frontends, stream), key, value)
+    crate = crate_factory(config)
+    name = f"readout-{stream}"
+    bench = Bench(data_dir, crate.urls[stream], config, name, "daq.readout", "--stream", stream)
+    try:
+        assert bench.transition("begin", run=1)["ok"]
+        bench.collect(seconds)
+        ack, batches = drain_run(bench, 1, stream_by_name(stream))
+        bench.log_text = bench.log()
+    finally:
+        bench.close()
+    return ack, batches, crate, bench
+
+
+def test_crate_hpge_with_stalls_arrives_complete(data_dir, crate_factory):
+    """HPGe ADC of hardware_sim with random triggers and short stalls: nothing lost, RT as set,
+    ADC dead time passed on."""
+    config = Config()
+    config.sim.faults.hpge.stall_every_s, config.sim.faults.hpge.stall_s = 0.5, 0.2
+    ack, batches, crate, _ = crate_run(data_dir, crate_factory, config, "hpge", 1.5, rt_rate_hz=400)
+    t0, t1 = batches[0].watermark_ns, batches[-1].watermark_ns
+    truth = sim_truth(crate, Stream.HPGE, t0, t1)
+    got = received(batches)
+    assert sorted(got.tolist()) == sorted(truth.tolist())
+    n_rt = int(np.count_nonzero(got["flags"] & FLAG_RT))
+    expected = 400 * (t1 - t0) / 1e9
+    assert abs(n_rt - expected) < 5 * np.sqrt(expected)
+    dead = sum(b.dead_ns for b in batches)
+    adc_dead = config.sim.adc_dead_time_ns
+    assert abs(dead - len(got) * adc_dead) <= adc_dead
+    assert sim_faults(crate, "hpge")["stalls"] >= 2
+    assert ack["info"]["pulses"] == len(got) and ack["info"]["lost_frames"] == 0
+
+
+def test_crate_line_faults_are_counted(data_dir, crate_factory):
+    """Noise, dropped bytes and flipped bits on the AC line: every damaged frame is counted in
+    the batches' lost_frames; every pulse that arrives is one the crate recorded."""
+    config = Config()
+    config.sim.acv_singles_hz = 20_000
+    faults = config.sim.faults.acv
+    faults.noise_bytes_per_s, faults.dropped_bytes_per_s, faults.corrupt_frames_per_s = 100, 4, 4
+    ack, batches, crate, _ = crate_run(data_dir, crate_factory, config, "acv", 1.5)
+    injected = sim_faults(crate, "acv")
+    truth = sim_truth(crate, Stream.ACV, batches[0].watermark_ns, batches[-1].watermark_ns)
+    got = received(batches)
+    assert injected["damaged_frames"] >= 3
+    assert sum(b.lost_frames for b in batches) == injected["damaged_frames"]
+    assert ack["info"]["lost_frames"] == injected["damaged_frames"]
+    assert ack["info"]["skipped_bytes"] >= injected["noise_bytes"]
+    assert set(got.tolist()) <= set(truth.tolist()) and len(got) > 0.8 * len(truth)
+
+
+def test_crate_disconnects_are_dead_time(data_dir, crate_factory):
+    """The CRV line drops every 0.4 s of running: the readout reconnects and restarts each
+    time, and the pulses it missed match the dead time it reported."""
+    config = Config()
+    rate = config.sim.crv_singles_hz = 20_000
+    config.sim.faults.crv.disconnect_after_s = 0.4
+    ack, batches, crate, bench = crate_run(data_dir, crate_factory, config, "crv", 2.0)
+    truth = sim_truth(crate, Stream.CRV, batches[0].watermark_ns, batches[-1].watermark_ns)
+    got = received(batches)
+    assert sim_faults(crate, "crv")["disconnects"] >= 2
+    assert bench.log_text.count("restarted") >= 2
+    assert set(got.tolist()) <= set(truth.tolist())
+    dead_s = sum(b.dead_ns for b in batches) / 1e9
+    missed = len(truth) - len(got)
+    assert missed > 0 and abs(missed - rate * dead_s) < 5 * np.sqrt(rate * dead_s) + 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import process_bench
 from frontend_stub import StubFrontend
 from process_bench import Bench
@@ -18,6 +19,7 @@ from online.db.models import SlowControlReading
 from online.db.session import make_engine
 
 data_dir = process_bench.data_dir
+crate_factory = process_bench.crate_factory
 
 
 def test_driver_reads_and_sets_power():
@@ -73,7 +75,7 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
     config.reactor.on_threshold_MW = 100.0
     db_url = f"sqlite:///{data_dir / 'nudaq.sqlite'}"
     stub = StubFrontend(settings={"POWER": "2900.0"})
-    bench = Bench(data_dir, stub, config, "slowcontrol", "daq.slowcontrol", "--db", db_url)
+    bench = Bench(data_dir, stub.url, config, "slowcontrol", "daq.slowcontrol", "--db", db_url)
     try:
         rows = wait_for_rows(db_url, 8)  # recorded before any run
         assert {(r.quantity, r.unit) for r in rows} == {
@@ -98,6 +100,7 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
         assert bench.proc.wait(10) == 0
     finally:
         bench.close()
+        stub.close()
     batches = [b for _, b in bench.batches]
     assert [b.kind for b in batches] == [KIND_BOR] + [KIND_DATA] * (len(batches) - 2) + [KIND_EOR]
     assert [b.seq for b in batches] == list(range(len(batches)))
@@ -118,3 +121,39 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
     assert 10 <= len(data) <= 25
     sql_power = {r.clock_ns: r.value for r in stored(db_url) if r.quantity == "power_MW"}
     assert all(sql_power[x] * 1000 == p for x, p in zip(t, power_kW, strict=True))
+
+
+def test_reactor_flag_follows_conf_power_on_the_simulated_crate(data_dir, crate_factory):
+    """hardware_sim's slow-control box: a reactor trip (CONF POWER 0) and restart show up as
+    OFF and ON readings of the REACTOR stream; the readings are in SQL."""
+    config = Config()
+    config.sim.reactor[0].power_MW = 2900.0
+    config.slowcontrol.poll_interval_s = 0.1
+    crate = crate_factory(config)
+    url = crate.urls["slowcontrol"]
+    db_url = f"sqlite:///{data_dir / 'nudaq.sqlite'}"
+    bench = Bench(data_dir, url, config, "slowcontrol", "daq.slowcontrol", "--db", db_url)
+    try:
+        assert bench.transition("begin", run=2)["ok"]
+        for power in (0.0, 2900.0):  # a second client takes the line; slow control reconnects
+            bench.collect(0.5)
+            shifter = SlowControlDriver(url)
+            shifter.set("POWER", power)
+            shifter.close()
+        bench.collect(0.5)
+        ack = bench.transition("end", run=2)
+        bench.collect_until(KIND_EOR)
+    finally:
+        bench.close()
+    data = [b for _, b in bench.batches if b.kind == KIND_DATA]
+    assert ack["ok"] and ack["info"]["readings"] == len(data)
+    power_MW = np.array([b.pulses["adc"][0] / 1000 for b in data])
+    on = np.array([bool(b.pulses["flags"][0] & FLAG_REACTOR_ON) for b in data])
+    assert np.array_equal(on, power_MW >= config.reactor.on_threshold_MW)
+    states = [int(x) for x in on[np.r_[True, on[1:] != on[:-1]]]]
+    assert states == [1, 0, 1]
+    assert np.all(np.abs(power_MW[on] - 2900) < 2900 * 0.03) and np.all(power_MW[~on] == 0)
+    sql = {r.clock_ns: r.value for r in stored(db_url) if r.quantity == "power_MW"}
+    assert all(
+        sql[int(b.pulses["t_ns"][0])] == round(p, 3) for b, p in zip(data, power_MW, strict=True)
+    )
