@@ -8,6 +8,7 @@ RunControlError naming the run.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -15,9 +16,11 @@ from sqlalchemy.orm import Session
 import daq
 from daq.config import Config
 from daq.errors import RunControlError
-from daq.rawfile import RawDamage
 
 from .db.models import LogbookEntry, RawFileDamage, Run, utcnow
+
+if TYPE_CHECKING:
+    from daq.rawfile import RawDamage
 
 log = logging.getLogger(__name__)
 
