@@ -269,21 +269,24 @@ class RawReader:
             raise RawFileError(f"cannot read {self.path}: {err.strerror}") from None
         self._buf = pa.py_buffer(self._map)
         schema, self._data_start = self._read_schema()
-        metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-        kinds = {name: kind for kind, name in FORMATS.items()}
-        if metadata.get("nudaq.format") not in kinds:
-            raise RawFileError(f"{self.path}: an Arrow stream but not a nudaq raw file")
-        self.kind = kinds[metadata["nudaq.format"]]
-        if int(metadata.get("nudaq.format_version", 0)) > FORMAT_VERSION:
+        try:
+            metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+            self.kind = {name: kind for kind, name in FORMATS.items()}[metadata["nudaq.format"]]
+            version = int(metadata["nudaq.format_version"])
+            self.run = int(metadata["nudaq.run"])
+            self.config_json = metadata["nudaq.config"]
+            self.nudaq_version = metadata["nudaq.version"]
+        except (KeyError, ValueError) as err:
             raise RawFileError(
-                f"{self.path}: format version {metadata['nudaq.format_version']} is newer"
-                f" than this nudaq reads ({FORMAT_VERSION})"
+                f"{self.path}: an Arrow stream but not a nudaq raw file (schema metadata: {err})"
+            ) from None
+        if version > FORMAT_VERSION:
+            raise RawFileError(
+                f"{self.path}: format version {version} is newer than this nudaq reads"
+                f" ({FORMAT_VERSION})"
             )
         if not schema.remove_metadata().equals(SCHEMAS[self.kind]):
             raise RawFileError(f"{self.path}: columns {schema.names} are not those of nudaq")
-        self.run = int(metadata["nudaq.run"])
-        self.config_json = metadata["nudaq.config"]
-        self.nudaq_version = metadata["nudaq.version"]
         self._schema_bytes = SCHEMAS[self.kind].serialize().to_pybytes()  # to decode alone
         self._damage: RawDamage | None = None
         self._scanned = False

@@ -295,3 +295,14 @@ def test_arrow_stream_of_someone_else_is_refused(tmp_path):
         RawReader(path)
     with pytest.raises(RawFileError, match="cannot read"):
         RawReader(tmp_path / "missing.arrow")
+    future = {"nudaq.format": "nudaq-pulses", "nudaq.format_version": "99", "nudaq.run": "1"}
+    future |= {"nudaq.config": "{}", "nudaq.version": "9"}
+    with pa.ipc.new_stream(path, table.schema.with_metadata(future)) as writer:
+        writer.write_table(table)
+    with pytest.raises(RawFileError, match="version 99 is newer"):
+        RawReader(path)
+    future["nudaq.format_version"] = "1"
+    with pa.ipc.new_stream(path, table.schema.with_metadata(future)) as writer:
+        writer.write_table(table)
+    with pytest.raises(RawFileError, match=r"columns \['a'\] are not those of nudaq"):
+        RawReader(path)
