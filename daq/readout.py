@@ -94,6 +94,7 @@ class Outbox:
         self.dropped = 0
         self._last_watermark: int | None = None
         self._held_since: float | None = None
+        self._dropping_from: int | None = None
 
     def put(self, batch: Batch) -> None:
         """Queue a batch (dropping its pulses if they do not fit) and send what can go."""
@@ -103,17 +104,16 @@ class Outbox:
             since = (
                 batch.pulses["t_ns"][0] if self._last_watermark is None else self._last_watermark
             )
-            span = batch.watermark_ns - since
             batch.pulses = empty_pulses()
             batch.dropped += n
-            batch.dead_ns = max(batch.dead_ns, span)
+            batch.dead_ns = max(batch.dead_ns, batch.watermark_ns - since)
+            if self._dropping_from is None:
+                self._dropping_from = self.dropped
+                log.warning("buffer of %d pulses full: dropping batches", self.buffer_pulses)
             self.dropped += n
-            log.warning(
-                "stream %s: buffer full, dropped %d pulses (%d ns dead)",
-                Stream(batch.stream).name.lower(),
-                n,
-                span,
-            )
+        elif n and self._dropping_from is not None:
+            log.warning("dropping ended: %d pulses dropped", self.dropped - self._dropping_from)
+            self._dropping_from = None
         self._last_watermark = batch.watermark_ns
         self.queue.append(batch)
         self.queued_pulses += len(batch.pulses)
@@ -164,7 +164,6 @@ class Readout:
         self.stream = stream
         self.driver = driver
         self.settings = settings
-        self.push = push
         self.control = control
         self.outbox = Outbox(push, settings.buffer_pulses)
         self.run: int | None = None
@@ -227,9 +226,14 @@ class Readout:
         try:
             t_start = self._start_device()
         except ProtocolError as err:
-            log.error("cannot start the device: %s", err)
-            self.control.ack(transition, ok=False, error=str(err))
-            return
+            log.warning("cannot start the device (%s); reconnecting", err)
+            try:
+                self.driver.reconnect()
+                t_start = self._start_device()
+            except ProtocolError as err:
+                log.error("cannot start the device: %s", err)
+                self.control.ack(transition, ok=False, error=str(err))
+                return
         self.run = int(transition["run"])
         self.seq = 0
         self.watermark = t_start
