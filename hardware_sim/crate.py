@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.5
 """Wall seconds between truth and fault-count flushes."""
 MIN_TICK_S = 0.002
+MAX_SLICE_WALL_S = 0.02
+"""Longest slice generated at once, in wall seconds of the clock (x speed in simulated s)."""
+LAG_WARNING_S = 1.0
+"""Generation lagging the clock by this many wall seconds is logged (at most so often)."""
+TRUTH_BATCH_ROWS = 100_000
+"""Truth rows written as soon as this many wait (keeps each flush short)."""
 
 
 class SimCrate:
@@ -67,6 +73,7 @@ class SimCrate:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._lag_warned_s = 0.0
         self.t0_ns = time.time_ns()
         self._mono0 = time.monotonic_ns()
         self.t_generated_ns = self.t0_ns
@@ -84,21 +91,28 @@ class SimCrate:
         """The common clock (ns)."""
         return self.t0_ns + int((time.monotonic_ns() - self._mono0) * self.speed)
 
-    def advance(self) -> int:
-        """Generate up to now and hand out the pulses; returns the generated-up-to time (ns)."""
-        now = self.now_ns()
-        if now <= self.t_generated_ns:
-            return self.t_generated_ns
+    def _generate_slice(self, target_ns: int) -> None:
+        """Generate towards target_ns, at most MAX_SLICE_WALL_S worth of simulated time.
+
+        Bounded slices keep every turn of the event loop short, so lines are served without
+        long pauses even after the loop fell behind the clock (then the watermarks lag).
+        """
+        t0 = self.t_generated_ns
+        t1 = min(target_ns, t0 + int(MAX_SLICE_WALL_S * self.speed * 1e9))
+        if t1 <= t0:
+            return
+        lag_s = (target_ns - t1) * 1e-9 / self.speed
+        if lag_s > LAG_WARNING_S and time.monotonic() - self._lag_warned_s > LAG_WARNING_S:
+            self._lag_warned_s = time.monotonic()
+            log.warning("generation lags the clock by %.1f wall s: too fast for this CPU", lag_s)
         self.generator.rt_rate_hz = self.devices[Stream.HPGE].rt_rate_hz
-        power = self.slowcontrol.power_MW(self.t_generated_ns)
-        pulses, truth = self.generator.generate(self.t_generated_ns, now, power)
-        self.t_generated_ns = now
+        pulses, truth = self.generator.generate(t0, t1, self.slowcontrol.power_MW(t0))
+        self.t_generated_ns = t1
         for stream, device in self.devices.items():
             device.feed(pulses[stream])
             self.pulses_generated[device.name] += len(pulses[stream])
         if self.truth is not None:
             self.truth.append(truth)
-        return now
 
     def start(self) -> SimCrate:
         """Serve in a background thread."""
@@ -113,12 +127,12 @@ class SimCrate:
         while not stop() and not self._stop.is_set():
             tick = max(MIN_TICK_S, min(d.frame_s for d in self.devices.values()) / 2)
             self._serve_io(tick)
-            self.advance()
+            self._generate_slice(self.now_ns())
             wall = time.monotonic()
             for device in self.devices.values():
                 device.tick(wall)
             self._flush_output()
-            if wall >= next_flush:
+            if wall >= next_flush or self._truth_backlog():
                 self.flush()
                 next_flush = wall + FLUSH_INTERVAL_S
 
@@ -140,6 +154,9 @@ class SimCrate:
         for fd in writable:
             if writers[fd].line.wants_write():
                 writers[fd].line.flush()
+
+    def _truth_backlog(self) -> bool:
+        return self.truth is not None and self.truth.pending_rows >= TRUTH_BATCH_ROWS
 
     def _flush_output(self) -> None:
         for device in self._all:

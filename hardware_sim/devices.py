@@ -11,12 +11,12 @@ List-mode front-ends (``NUDAQ,HPGE-ADC``, ``NUDAQ,ACV-DIGI``, ``NUDAQ,CRV-DIGI``
     frames), ``RTRATE`` (Hz, HPGe ADC only). ``START`` answers ``OK <t_start_ns>``; from then
     on every pulse with t >= t_start is sent in DATA frames, at most MAX_RECORDS per frame, at
     least every FRAME_MS (heartbeats when empty); a frame's watermark is the time up to which
-    the crate has generated, its ``dead_ns`` the ADC dead time inside
-    [previous watermark, watermark). ``STOP`` sends the remaining pulses and an END frame
-    whose watermark is the stop time, then the device is back in text mode. While running,
-    every line other than ``STOP`` is ignored. A device that is not running discards the
-    pulses it is handed (the hardware is not acquiring). THR filters after the ADC: pulses
-    below it still cost dead time.
+    the crate has generated (START and STOP take effect at that time too), its ``dead_ns``
+    the ADC dead time inside [previous watermark, watermark). ``STOP`` sends the remaining
+    pulses and an END frame whose watermark is the stop time, then the device is back in text
+    mode. While running, every line other than ``STOP`` is ignored. A device that is not
+    running discards the pulses it is handed (the hardware is not acquiring). THR filters
+    after the ADC: pulses below it still cost dead time.
 
 Slow control (``NUDAQ,SLOWCTRL``, text only)
     ``READ?`` -> ``OK t_ns=<clock> power_MW=<> hv_V=<> ln2_pct=<> temp_C=<>``. The power
@@ -69,13 +69,13 @@ HV_NOISE_V = 0.5
 
 
 class Clock(Protocol):
-    """What devices need from the crate: the common clock and the generated-up-to time."""
+    """What devices need from the crate: the common clock (ns), its start ``t0_ns`` and
+    ``t_generated_ns``, the time up to which pulses have been generated and handed out."""
 
     t0_ns: int
+    t_generated_ns: int
 
     def now_ns(self) -> int: ...
-
-    def advance(self) -> int: ...
 
 
 # -- lines ----------------------------------------------------------------------------------
@@ -422,10 +422,10 @@ class ListModeDevice(TextDevice):
         self._next_frame_s = wall_s + self.frame_s
         if self.faults.stalled((self.clock.now_ns() - self.clock.t0_ns) * 1e-9):
             return
-        self._send_pulses(self.clock.advance())
+        self._send_pulses(self.clock.t_generated_ns)
 
     def _start(self, args: list[str]) -> None:
-        self._t_start = self.clock.advance()
+        self._t_start = self.clock.t_generated_ns
         self._watermark = self._t_start
         self._counter = 0
         self._queue.clear()
@@ -438,7 +438,7 @@ class ListModeDevice(TextDevice):
         self.reply("ERR not running")
 
     def _stop(self) -> None:
-        t_stop = self.clock.advance()
+        t_stop = self.clock.t_generated_ns
         self._send_pulses(t_stop)
         self._send_frame(FRAME_END, t_stop, 0, np.zeros(0, dtype=PULSE_DTYPE))
         log.info("%s: STOP at %d ns after %d frames", self.name, t_stop, self._counter)

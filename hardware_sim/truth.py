@@ -33,18 +33,22 @@ class TruthWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "wb")
         self._writer = pa.ipc.new_stream(self._file, SCHEMA)
+        pa.array(np.zeros(1))  # pyarrow's first conversion loads pandas: do it before the clock
         self._pending: list[np.ndarray] = []
+        self.pending_rows = 0
         self.rows = 0
 
     def append(self, rows: np.ndarray) -> None:
         if len(rows):
             self._pending.append(rows)
+            self.pending_rows += len(rows)
 
     def flush(self) -> None:
         """Write the appended rows as one record batch and flush the file."""
         if self._pending:
             rows = np.concatenate(self._pending)
             self._pending.clear()
+            self.pending_rows = 0
             arrays = [pa.array(np.ascontiguousarray(rows[name])) for name in TRUTH_DTYPE.names]
             self._writer.write_batch(pa.record_batch(arrays, schema=SCHEMA))
             self.rows += len(rows)
