@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import shutil
 import subprocess
 import sys
@@ -107,15 +108,39 @@ class Bench:
         self.ctx.destroy(0)
 
 
+class SimProcess:
+    """``python -m hardware_sim`` in its own process: the device URLs and, after close, the
+    ground truth it wrote to ``sim_dir``."""
+
+    def __init__(self, config: Config, data_dir: Path) -> None:
+        config_file = data_dir / "sim-config.json"
+        config_file.write_text(config.snapshot())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hardware_sim", "--config", str(config_file)]
+            + ["--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        assert ready, "python -m hardware_sim printed no URLs within 30 s"
+        self.urls = json.loads(self.proc.stdout.readline())
+        self.sim_dir = data_dir / "sim"
+
+    def close(self) -> None:
+        """SIGTERM: the simulator flushes its ground truth and exits."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        assert self.proc.wait(20) == 0
+        self.proc.stdout.close()
+
+
 @pytest.fixture
 def crate_factory(tmp_path):
-    """Start hardware_sim's crate (in a thread) for a configuration; closed after the test."""
-    from hardware_sim.crate import SimCrate
-
+    """Start the simulated hardware for a configuration; stopped after the test."""
     crates = []
 
-    def make(config: Config) -> SimCrate:
-        crates.append(SimCrate(config, tmp_path).start())
+    def make(config: Config) -> SimProcess:
+        crates.append(SimProcess(config, tmp_path))
         return crates[-1]
 
     yield make
@@ -123,8 +148,8 @@ def crate_factory(tmp_path):
         crate.close()
 
 
-def sim_truth(crate, stream: int, t_from: int, t_to: int) -> np.ndarray:
-    """The pulses the crate's front-end recorded in [t_from, t_to) (closes the crate first)."""
+def sim_truth(crate: SimProcess, stream: int, t_from: int, t_to: int) -> np.ndarray:
+    """The pulses the simulated front-end recorded in [t_from, t_to) (stops the simulator)."""
     from hardware_sim.generator import to_pulses
     from hardware_sim.truth import TRUTH_FILE, read_truth
 
@@ -135,8 +160,8 @@ def sim_truth(crate, stream: int, t_from: int, t_to: int) -> np.ndarray:
     return to_pulses(rows[keep])
 
 
-def sim_faults(crate, device: str) -> dict[str, int]:
-    """What the crate injected on a device's line (closes the crate first)."""
+def sim_faults(crate: SimProcess, device: str) -> dict[str, int]:
+    """What the simulator injected on a device's line (stops the simulator)."""
     from hardware_sim.truth import FAULTS_FILE, read_fault_counts
 
     crate.close()
