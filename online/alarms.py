@@ -29,17 +29,22 @@ name                          active when
 
 The rate test is statistical, so a low-rate counter (the vetoed HPGe candidates, a fraction
 of a count per minute) alarms when its silence becomes significant, not on every quiet
-second: with reference rate r (counts per second, measured earlier in the same run) a
-silence of s seconds has probability exp(-r s) = poisson.pmf(0, r s).
+second: with reference rate r (counts per second, measured earlier in the same run over at
+least ten rate windows; its lower 1-sigma bound for deficits, the upper one for excesses) a
+silence of s seconds has probability exp(-r s) = poisson.pmf(0, r s). A process that never
+connected is reported only after a start-up grace period, while the system comes up.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 from scipy.stats import poisson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,8 +64,11 @@ PROGRESS_MEANING = {
     "snapshot": "the builder's monitor snapshot",
 }
 """What each ``Observation.progress`` value shows is alive."""
-MIN_REFERENCE_COUNTS = 20
-"""Counts a reference period needs before its rate is trusted (relative error <= 22 %)."""
+MIN_REFERENCE_COUNTS = 25
+"""Counts a reference period needs before its rate is trusted (relative error <= 20 %)."""
+MIN_REFERENCE_WINDOWS = 10
+"""A reference period spans at least this many rate windows, so the error of the expected
+count stays small against the Poisson spread of the window's count (variance <= 10 %)."""
 REFERENCE_SPAN = 60
 """The reference period reaches back at most this many rate windows."""
 ALARM_AUTHOR = "alarms"
@@ -129,52 +137,57 @@ class PoissonRateTest:
 
     def _count_at(self, time_s: float) -> tuple[float, int]:
         """The last sample at or before time_s (the first sample if none is)."""
-        best = self.samples[0]
-        for sample in self.samples:
-            if sample[0] > time_s:
-                break
-            best = sample
-        return best
+        index = bisect_right(self.samples, (time_s, math.inf)) - 1
+        return self.samples[max(index, 0)]
 
-    def _reference_rate(self, until_s: float) -> float | None:
-        """Counts per second from the first sample to until_s, if long and full enough."""
+    def _reference_rates(self, until_s: float) -> tuple[float, float] | None:
+        """Reference rate minus and plus its 1-sigma error (counts/s), from the first kept
+        sample to until_s, if the period is long and full enough."""
         t0, n0 = self.samples[0]
         t1, n1 = self._count_at(until_s)
-        if t1 - t0 < self.window_s or n1 - n0 < MIN_REFERENCE_COUNTS:
+        counts, span = n1 - n0, t1 - t0
+        if span < MIN_REFERENCE_WINDOWS * self.window_s or counts < MIN_REFERENCE_COUNTS:
             return None
-        return (n1 - n0) / (t1 - t0)
+        spread = np.sqrt(counts)
+        return (counts - spread) / span, (counts + spread) / span
 
     def check(self, time_s: float) -> tuple[str, str] | None:
-        """("low"|"high", explanation) if the recent counts are improbable, else None."""
+        """("low"|"high", explanation) if the recent counts are improbable, else None.
+
+        The reference rate is itself measured, so a deficit is tested against its lower
+        1-sigma bound and an excess against its upper one: a short or quiet reference
+        period cannot make ordinary fluctuations look significant.
+        """
         if len(self.samples) < 2:
             return None
         now_count = self.samples[-1][1]
         window_start = time_s - self.window_s
-        rate = self._reference_rate(window_start)
-        if rate is not None:
+        rates = self._reference_rates(window_start)
+        if rates is not None:
             t_w, n_w = self._count_at(window_start)
             seen, span = now_count - n_w, time_s - t_w
-            expected = rate * span
-            p_low = poisson.cdf(seen, expected)
+            low, high = rates[0] * span, rates[1] * span
+            p_low = poisson.cdf(seen, low)
             if p_low < self.p_value:
-                return "low", _explain(seen, span, expected, p_low, self.p_value)
-            p_high = poisson.sf(seen - 1, expected)
+                return "low", _explain(seen, span, f">= {low:.1f}", p_low, self.p_value)
+            p_high = poisson.sf(seen - 1, high)
             if p_high < self.p_value:
-                return "high", _explain(seen, span, expected, p_high, self.p_value)
+                return "high", _explain(seen, span, f"<= {high:.1f}", p_high, self.p_value)
         if self.last_change_s is None:
             return None
-        rate = self._reference_rate(self.last_change_s)
+        rates = self._reference_rates(self.last_change_s)
         silence = time_s - self.last_change_s
-        if rate is not None and silence > 0:
-            p_silent = poisson.pmf(0, rate * silence)
+        if rates is not None and silence > 0:
+            low = rates[0] * silence
+            p_silent = poisson.pmf(0, low)
             if p_silent < self.p_value:
-                return "low", _explain(0, silence, rate * silence, p_silent, self.p_value)
+                return "low", _explain(0, silence, f">= {low:.1f}", p_silent, self.p_value)
         return None
 
 
-def _explain(seen: int, span_s: float, expected: float, p: float, threshold: float) -> str:
+def _explain(seen: int, span_s: float, expected: str, p: float, threshold: float) -> str:
     return (
-        f"{seen} counts in {span_s:.0f} s, expected {expected:.1f} "
+        f"{seen} counts in {span_s:.0f} s, expected {expected} "
         f"(Poisson p = {p:.1e} < {threshold:.0e})"
     )
 

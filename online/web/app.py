@@ -84,7 +84,7 @@ def require_shifter(request: Request) -> ShifterSession:
 
 Shifter = Annotated[ShifterSession, Depends(require_shifter)]
 RunsSpec = Annotated[str | None, Query(description="run numbers such as 3-7,9")]
-GoodOnly = Annotated[bool, Query(description="only runs marked good")]
+ExcludeBad = Annotated[bool, Query(description="leave out runs marked bad")]
 
 
 def create_app(
@@ -189,33 +189,33 @@ def create_app(
         reactor: Reactor | None = None,
         category: CategoryName = "all",
         runs: RunsSpec = None,
-        good_only: GoodOnly = False,
+        exclude_bad: ExcludeBad = False,
         rebin: Annotated[int, Query(ge=1, le=500, description="bins merged")] = 1,
         max_keV: Annotated[float | None, Query(gt=0)] = None,
     ) -> SpectrumOut:
         """A spectrum summed over runs: counts and cpd per bin (both states if no reactor)."""
         with read() as session:
             return queries.spectrum(
-                session, config, reactor, category, runs, good_only, rebin, max_keV
+                session, config, reactor, category, runs, exclude_bad, rebin, max_keV
             )
 
     @app.get("/api/residual", response_model=ResidualOut, tags=["spectra"])
     def residual(
         category: CategoryName = "candidate",
         runs: RunsSpec = None,
-        good_only: GoodOnly = False,
+        exclude_bad: ExcludeBad = False,
         rebin: Annotated[int, Query(ge=1, le=500)] = 5,
         max_keV: Annotated[float, Query(gt=0)] = 100.0,
     ) -> ResidualOut:
         """ON minus OFF (cpd) with the fitted and 90 % CL limit MM spectra."""
         with read() as session:
-            return queries.residual(session, config, category, runs, good_only, rebin, max_keV)
+            return queries.residual(session, config, category, runs, exclude_bad, rebin, max_keV)
 
     @app.get("/api/analysis", response_model=AnalysisOut, tags=["analysis"])
-    def analysis(good_only: GoodOnly = True) -> AnalysisOut:
-        """The latest live analysis result and the runs it is built from."""
+    def analysis() -> AnalysisOut:
+        """The latest live analysis result and the runs it is built from (all but bad)."""
         with read() as session:
-            return queries.analysis(session, good_only)
+            return queries.analysis(session)
 
     @app.get("/api/history", response_model=HistoryOut, tags=["analysis"])
     def history(
@@ -284,10 +284,10 @@ def create_app(
 
     # -- runs ---------------------------------------------------------------------------------
     @app.get("/api/runs", response_model=list[RunOut], tags=["runs"])
-    def runs(good_only: GoodOnly = True) -> list[RunOut]:
-        """Runs, newest first; ``in_analysis`` marks those a result over good runs contains."""
+    def runs() -> list[RunOut]:
+        """Runs, newest first; ``in_analysis`` marks those the live analysis contains."""
         with read() as session:
-            return queries.runs(session, good_only)
+            return queries.runs(session)
 
     @app.post("/api/runs/{number}/quality", response_model=RunOut, tags=["runs"])
     def run_quality(number: int, body: QualityIn, shifter: Shifter) -> RunOut:

@@ -116,11 +116,10 @@ class AnalysisPoint(BaseModel):
 
 
 class AnalysisOut(BaseModel):
-    """The latest live analysis and the runs it may contain (good runs only by default)."""
+    """The latest live analysis and the runs it contains (every run not marked bad)."""
 
     latest: AnalysisPoint | None
     runs: list[int] = Field(description="runs the current result is built from")
-    good_only: bool
 
 
 class Series(BaseModel):
@@ -174,7 +173,7 @@ class RunOut(BaseModel):
     live_time_on_s: float
     live_time_off_s: float
     events_candidate: int
-    in_analysis: bool = Field(description="the current analysis result contains this run")
+    in_analysis: bool = Field(description="the live analysis contains this run (not bad)")
 
 
 class QualityIn(BaseModel):

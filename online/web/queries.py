@@ -70,12 +70,12 @@ def spectrum(
     reactor: str | None,
     category: str,
     runs_spec: str | None = None,
-    good_only: bool = False,
+    exclude_bad: bool = False,
     rebin: int = 1,
     max_keV: float | None = None,
 ) -> SpectrumOut:
     """The summed spectrum of the selected runs that took data in this reactor state."""
-    runs = _with_exposure(session, select_runs(session, runs_spec, good_only=good_only), reactor)
+    runs = _with_exposure(session, _select(session, runs_spec, exclude_bad), reactor)
     if runs:
         spec = load_spectrum(session, runs, reactor, category)
     else:
@@ -117,13 +117,13 @@ def residual(
     config: Config,
     category: str,
     runs_spec: str | None = None,
-    good_only: bool = False,
+    exclude_bad: bool = False,
     rebin: int = 5,
     max_keV: float | None = 100.0,
 ) -> ResidualOut:
     """ON minus OFF (cpd) with errors, and the MM curves of the latest analysis on its bins."""
-    on = spectrum(session, config, "on", category, runs_spec, good_only, rebin, max_keV)
-    off = spectrum(session, config, "off", category, runs_spec, good_only, rebin, max_keV)
+    on = spectrum(session, config, "on", category, runs_spec, exclude_bad, rebin, max_keV)
+    off = spectrum(session, config, "off", category, runs_spec, exclude_bad, rebin, max_keV)
     rate = np.asarray(on.rate_cpd) - np.asarray(off.rate_cpd)
     error = np.hypot(on.rate_cpd_error, off.rate_cpd_error)
     return ResidualOut(
@@ -177,15 +177,20 @@ def _point(row: AnalysisHistory) -> AnalysisPoint:
     return AnalysisPoint.model_validate(row, from_attributes=True)
 
 
-def analysis(session: Session, good_only: bool = True) -> AnalysisOut:
-    """The latest live analysis and the runs that a result over good runs contains."""
+def _select(session: Session, runs_spec: str | None, exclude_bad: bool) -> list[Run]:
+    """Runs by spec (all if None), without those marked bad if asked."""
+    runs = select_runs(session, runs_spec)
+    return [r for r in runs if r.quality != "bad"] if exclude_bad else runs
+
+
+def analysis(session: Session) -> AnalysisOut:
+    """The latest live analysis and the runs it contains (online.live: all but bad runs)."""
     latest = session.scalars(
         select(AnalysisHistory).order_by(AnalysisHistory.time_utc.desc()).limit(1)
     ).first()
     return AnalysisOut(
         latest=_point(latest) if latest else None,
-        runs=[r.number for r in select_runs(session, None, good_only=good_only)],
-        good_only=good_only,
+        runs=[r.number for r in _select(session, None, exclude_bad=True)],
     )
 
 
@@ -252,11 +257,11 @@ def logbook(
 
 
 def runs(
-    session: Session, good_only: bool = True, limit: int = 500, number: int | None = None
+    session: Session, limit: int = 500, number: int | None = None
 ) -> list[RunOut]:
     """Runs (all, or the one numbered), newest first, with live time per reactor state and
     candidate events."""
-    in_analysis = {r.number for r in select_runs(session, None, good_only=good_only)}
+    in_analysis = {r.number for r in _select(session, None, exclude_bad=True)}
     exposure = (
         select(
             Exposure.run_id,

@@ -252,7 +252,7 @@ def test_spectra_sum_runs_and_normalise_by_exposure(client):
     assert on["rate_cpd_error"][60] == pytest.approx(expected_rate(14, live) / np.sqrt(14))
     assert on["bin_edges_keV"][60] == pytest.approx(12.0)
     good = client.get(
-        "/api/spectra", params={"reactor": "on", "category": "candidate", "good_only": True}
+        "/api/spectra", params={"reactor": "on", "category": "candidate", "exclude_bad": True}
     ).json()
     assert good["runs"] == [1] and good["counts"][60] == 12
     off = client.get(
@@ -289,7 +289,7 @@ def test_residual_is_on_minus_off_with_mm_curves(client):
 def test_analysis_history_and_runs(client):
     analysis = client.get("/api/analysis").json()
     assert analysis["latest"]["expected_limit_90_muB"] == pytest.approx(7e-10)
-    assert analysis["runs"] == [1, 2] and analysis["good_only"] is True
+    assert analysis["runs"] == [1, 2]  # run 3 is bad
     history = client.get("/api/history", params={"hours": 2}).json()
     assert [p["exposure_on_kg_day"] for p in history["analysis"]] == [1.0, 2.0, 3.0]
     series = {s["name"]: s for s in history["slow_control"]}

@@ -57,7 +57,7 @@
   function query(extra) {
     const params = new URLSearchParams(extra);
     params.set("category", document.getElementById("category").value);
-    if (document.getElementById("good-only").checked) params.set("good_only", "true");
+    if (document.getElementById("exclude-bad").checked) params.set("exclude_bad", "true");
     const runs = document.getElementById("runs").value.trim();
     if (runs) params.set("runs", runs);
     return params.toString();
@@ -119,7 +119,7 @@
       document.getElementById("onoff-info").replaceChildren(el("span", { class: "error-text" }, err.message));
     }
   }
-  for (const id of ["category", "range", "yscale", "good-only"]) {
+  for (const id of ["category", "range", "yscale", "exclude-bad"]) {
     document.getElementById(id).addEventListener("change", reload);
   }
   document.getElementById("reload").addEventListener("click", reload);
