@@ -2,10 +2,11 @@
 
 Rates are per simulated second (daq.config.Faults): for a frame covering dt simulated
 seconds, Poisson(rate x dt) noise bytes go in front of it, Poisson(rate x dt) of its bytes are
-removed, and with Poisson(rate x dt) > 0 distinct bits of it are flipped. Disconnects and
-stalls are decided on the simulated clock. Everything injected is counted in ``counts`` so a
-test can check that the reader noticed every damaged frame: a frame that lost a byte or had a
-bit flipped never decodes (CRC-32 catches any such change), so it shows up as a counter gap.
+removed, and with Poisson(rate x dt) > 0 distinct bits of it are flipped (an END frame covers
+no time, so it is never damaged). Disconnects and stalls are decided on the simulated clock.
+Everything injected is counted in ``counts`` so a test can check that the reader noticed every
+damaged frame: a frame that lost a byte or had a bit flipped never decodes (CRC-32 catches any
+such change), so it shows up as a counter gap.
 """
 
 from __future__ import annotations

@@ -55,7 +55,10 @@ class Host:
         self.port.timeout = 0.05
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            self.frames += self.decoder.feed(self.port.read(1 << 20))
+            data = self.port.read(1 << 20)
+            if not data:  # quiet line: a corrupted length may be holding back the END frame
+                self.decoder.abandon_partial()
+            self.frames += self.decoder.feed(data)
             if self.frames and self.frames[-1].kind == FRAME_END:
                 return self.frames[-1]
         raise AssertionError(f"no END frame within {timeout_s} s: {self.decoder.stats}")
