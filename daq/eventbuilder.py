@@ -435,6 +435,11 @@ class EventBuilder:
         return self._horizon
 
     @property
+    def exposure_end_ns(self) -> int | None:
+        """The time (ns) up to which exposure has been counted (None before it starts)."""
+        return self._exposed_ns
+
+    @property
     def eor_received(self) -> bool:
         """True once the end-of-run of every expected stream arrived."""
         return all(st.eor_seq is not None for st in self._streams.values())

@@ -1,0 +1,370 @@
+"""The builder process: PULL batches, build events, record raw files, fill SQL, publish stats.
+
+``python -m daq.builder --config FILE --data-dir DIR --db URL``
+
+Sockets (endpoints from the configuration):
+
+- PULL bound at ``network.builder_data``: the readouts' and slow control's batches. Its
+  receive queue is kept short, so a builder that falls behind pushes back on the readouts
+  (which count what their own buffers drop). The socket is read only while a run is open:
+  batches sent before the begin-of-run wait in ZeroMQ instead of being lost.
+- DEALER to run control (daq.control) for the transitions.
+- PUB bound at ``network.monitor``: one JSON snapshot about once per wall second (run,
+  state, pulses, rates, lost, dead time, horizon, reactor state, events per category).
+
+Transitions: ``begin`` {"run": N} opens the run's raw files (``data_dir/raw/runNNNNNN``),
+its spectrum filler and an EventBuilder, and acknowledges. Optional fields: ``streams``
+(names of the streams expected, default hpge, acv, crv, reactor) and ``reactor`` ("on" or
+"off": the fixed state when the reactor stream is not expected). ``end`` waits until the
+end-of-run of every expected stream arrived (at most END_WAIT_S, then ends anyway and says so
+in the summary), builds what is left, commits, closes the raw files and acknowledges with the
+run summary. ``exit`` and SIGTERM end an open run at once with what has arrived, then exit 0.
+
+Every message received is decoded; undecodable ones are logged and counted as rejected (in
+the summary and in SQL under the stream name "undecodable") and never stop the builder.
+Decoded batches are written to the raw file as received, then given to the EventBuilder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import zmq
+from sqlalchemy.exc import SQLAlchemyError
+
+from online.db.session import make_engine
+from online.filler import SpectrumFiller
+
+from .config import Config, default_db_url
+from .control import ControlClient
+from .errors import NudaqError, WireError
+from .eventbuilder import DEFAULT_STREAMS, EventBuilder
+from .process import StopFlag, base_parser, common_setup
+from .rawfile import PULSES, RawWriter, raw_path
+from .records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
+from .update import StreamDelta
+from .wire import decode
+
+log = logging.getLogger(__name__)
+
+END_WAIT_S = 30.0
+"""Longest wait for missing end-of-run messages after the end transition (wall s)."""
+RECV_HWM = 100
+"""Batches queued in the PULL socket before the readouts feel backpressure."""
+BURST = 500
+"""Messages read before the builder advances, commits and looks at transitions again."""
+MONITOR_INTERVAL_S = 1.0
+POLL_MS = 100
+UNDECODABLE = "undecodable"
+
+
+class RunRecorder:
+    """One open run: the event builder, its raw files and its spectrum filler."""
+
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        engine,
+        run: int,
+        streams: tuple[Stream, ...],
+        reactor_on: bool | None,
+    ) -> None:
+        self.run = run
+        self.config = config
+        self.builder = EventBuilder(config, run, streams, reactor_on)
+        prefix = data_dir / "raw" / f"run{run:06d}"
+        self.raw = RawWriter(prefix, run, config.snapshot())
+        self.raw_file = raw_path(prefix, PULSES)
+        self.filler = SpectrumFiller(engine, run, "", self.builder.n_bins)
+        self.undecodable = 0
+        self._undecodable_pending = 0
+        now = time.monotonic()
+        self._next_commit = now + config.builder.commit_interval_s
+        self._next_flush = now + config.builder.raw_flush_interval_s
+
+    def add(self, batch) -> None:
+        """Record one received batch and hand it to the event builder."""
+        self.raw.write_batch(batch)
+        self.builder.add(batch)
+
+    def reject_undecodable(self) -> None:
+        """Count a message that could not be decoded."""
+        self.undecodable += 1
+        self._undecodable_pending += 1
+
+    def advance(self, final: bool = False) -> None:
+        """Build what the watermarks allow (everything if final) and store it."""
+        update = self.builder.finish() if final else self.builder.advance()
+        if self._undecodable_pending:
+            delta = update.streams.setdefault(UNDECODABLE, StreamDelta())
+            delta.rejected_messages += self._undecodable_pending
+            self._undecodable_pending = 0
+        self.raw.write_events(update.events)
+        self.filler.add(update)
+
+    def tick(self) -> None:
+        """Commit spectra and flush raw files when their intervals are due.
+
+        A failed commit is logged; its increments stay pending for the next one.
+        """
+        now = time.monotonic()
+        if now >= self._next_commit:
+            self._next_commit = now + self.config.builder.commit_interval_s
+            try:
+                self.filler.commit()
+            except (SQLAlchemyError, NudaqError) as err:
+                log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
+        if now >= self._next_flush:
+            self.raw.flush()
+            self._next_flush = now + self.config.builder.raw_flush_interval_s
+
+    def close(self, eor_timeout: bool) -> dict:
+        """Finish the run: build the rest, final commit, close the files; the run summary."""
+        self.advance(final=True)
+        self.filler.close_run(self.raw.close(), end_ns=self.builder.exposure_end_ns)
+        summary = self.summary()
+        summary["eor_timeout"] = eor_timeout
+        log.info("run %d closed: %s", self.run, json.dumps(summary))
+        return summary
+
+    def summary(self) -> dict:
+        """The run summary as run control and the shifter see it."""
+        s = self.builder.summary
+        live = s["live_ns"]
+        data = [STREAM_NAMES[st] for st in DATA_STREAMS]
+        return {
+            "run": self.run,
+            "reactor": "on" if live["on"] > live["off"] else "off",
+            "live_time_s": (live["on"] + live["off"]) / 1e9,
+            "live_time_s_by_reactor": {state: ns / 1e9 for state, ns in live.items()},
+            "elapsed_s": sum(s["elapsed_ns"].values()) / 1e9,
+            "pulses": {name: s["pulses"].get(name, 0) for name in data},
+            "lost": {name: s["lost"].get(name, 0) for name in data},
+            "dead_time_s": {name: ns / 1e9 for name, ns in s["dead_ns"].items()},
+            "events": s["events"],
+            "random_trigger_tags": s["rt"],
+            "missing_batches": s["missing_batches"],
+            "rejected_messages": s["rejected_messages"] + self.undecodable,
+            "uncalibrated": s["uncalibrated"],
+            "no_eor": s["no_eor"],
+            "raw_file": str(self.raw_file),
+        }
+
+
+class BuilderProcess:
+    """The sockets, the transition handling and the main loop."""
+
+    def __init__(self, config: Config, data_dir: Path, db_url: str, ctx: zmq.Context) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.engine = make_engine(db_url)
+        self.pull = ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.RCVHWM, RECV_HWM)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.bind(config.endpoint("builder_data", data_dir))
+        self.pub = ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.bind(config.endpoint("monitor", data_dir))
+        self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), "builder")
+        self.recorder: RunRecorder | None = None
+        self.ending: tuple[dict, float] | None = None
+        self.last_summary: dict | None = None
+        self.exit_requested = False
+        self._next_monitor = 0.0
+        self._rates_at: tuple[float, dict[str, int]] = (time.monotonic(), {})
+
+    # -- main loop ------------------------------------------------------------------------------
+    def serve(self, stop: StopFlag) -> None:
+        """Run until SIGTERM/SIGINT or the exit transition."""
+        poller = zmq.Poller()
+        poller.register(self.control.socket, zmq.POLLIN)
+        reading = False
+        while not stop and not self.exit_requested:
+            if (self.recorder is not None) != reading:
+                reading = not reading
+                if reading:
+                    poller.register(self.pull, zmq.POLLIN)
+                else:
+                    poller.unregister(self.pull)
+            events = dict(poller.poll(POLL_MS))
+            if self.pull in events:
+                self._read_data()
+            if self.control.socket in events:
+                self._read_transitions()
+            if self.recorder is not None:
+                self.recorder.tick()
+                self._maybe_end()
+            self._publish()
+        if self.recorder is not None:
+            self._drain()
+            try:
+                self._close_run(eor_timeout=False)
+            except (SQLAlchemyError, NudaqError, OSError) as err:
+                log.error("run could not be closed at exit: %s", err)
+
+    def _read_data(self) -> None:
+        recorder = self.recorder
+        for _ in range(BURST):
+            try:
+                parts = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                batch = decode(parts)
+            except WireError as err:
+                recorder.reject_undecodable()
+                log.warning("run %d: rejected an undecodable message: %s", recorder.run, err)
+                continue
+            recorder.add(batch)
+        recorder.advance()
+
+    def _drain(self) -> None:
+        """Read what is already queued (at exit) before the run is closed."""
+        while self.pull.poll(0, zmq.POLLIN):
+            self._read_data()
+
+    # -- transitions ----------------------------------------------------------------------------
+    def _read_transitions(self) -> None:
+        while True:
+            try:
+                transition = self.control.poll(0)
+            except ValueError as err:
+                log.warning("ignored a message from run control: %s", err)
+                continue
+            if transition is None:
+                return
+            log.info("transition %s", transition)
+            handler = {"begin": self._begin, "end": self._end, "exit": self._exit}
+            try:
+                handler[transition["type"]](transition)
+            except (NudaqError, ValueError, KeyError, OSError) as err:
+                log.error("transition %s failed: %s", transition.get("type"), err)
+                self.control.ack(transition, ok=False, error=str(err))
+
+    def _begin(self, transition: dict) -> None:
+        run = int(transition["run"])
+        if self.recorder is not None:
+            log.warning("begin of run %d while run %d is open: ending it", run, self.recorder.run)
+            self._drain()
+            self._close_run(eor_timeout=False)
+        names = transition.get("streams")
+        streams = tuple(stream_by_name(n) for n in names) if names else DEFAULT_STREAMS
+        reactor = transition.get("reactor")
+        reactor_on = None if reactor is None else reactor == "on"
+        self.recorder = RunRecorder(
+            self.config, self.data_dir, self.engine, run, streams, reactor_on
+        )
+        log.info("run %d begins; expecting %s", run, ", ".join(STREAM_NAMES[s] for s in streams))
+        self.control.ack(transition, run=run)
+
+    def _end(self, transition: dict) -> None:
+        run = int(transition.get("run", -1))
+        if self.recorder is None:
+            if self.last_summary is not None and self.last_summary["run"] == run:
+                self.control.ack(transition, **self.last_summary)
+                return
+            raise ValueError(f"no run {run} is open")
+        if run != self.recorder.run:
+            raise ValueError(f"run {self.recorder.run} is open, not run {run}")
+        self.ending = (transition, time.monotonic() + END_WAIT_S)
+
+    def _exit(self, transition: dict) -> None:
+        if self.recorder is not None:
+            self._drain()
+            self._close_run(eor_timeout=False)
+        self.exit_requested = True
+        self.control.ack(transition)
+
+    def _maybe_end(self) -> None:
+        if self.ending is None:
+            return
+        transition, deadline = self.ending
+        timed_out = time.monotonic() > deadline
+        if not (self.recorder.builder.eor_received or timed_out):
+            return
+        if timed_out:
+            log.warning("run %d: end-of-run missing after %.0f s", self.recorder.run, END_WAIT_S)
+        try:
+            summary = self._close_run(eor_timeout=timed_out)
+        except (SQLAlchemyError, NudaqError, OSError) as err:
+            log.error("run %d could not be closed: %s", transition.get("run"), err)
+            self.control.ack(transition, ok=False, error=str(err))
+            return
+        self.control.ack(transition, **summary)
+
+    def _close_run(self, eor_timeout: bool) -> dict:
+        recorder, self.recorder, self.ending = self.recorder, None, None
+        self.last_summary = recorder.close(eor_timeout)
+        return self.last_summary
+
+    # -- monitoring -----------------------------------------------------------------------------
+    def _publish(self) -> None:
+        now = time.monotonic()
+        if now < self._next_monitor:
+            return
+        self._next_monitor = now + MONITOR_INTERVAL_S
+        self.pub.send_string(json.dumps(self.snapshot(now)))
+
+    def snapshot(self, now: float) -> dict:
+        """The monitoring snapshot: what a shifter's status line shows."""
+        recorder = self.recorder
+        if recorder is None:
+            self._rates_at = (now, {})
+            return {"time": time.time(), "state": "idle", "run": None, "last": self.last_summary}
+        s = recorder.builder.summary
+        then, counts = self._rates_at
+        dt = max(now - then, 1e-9)
+        rates = {name: (n - counts.get(name, 0)) / dt for name, n in s["pulses"].items()}
+        self._rates_at = (now, dict(s["pulses"]))
+        elapsed = sum(s["elapsed_ns"].values())
+        live = sum(s["live_ns"].values())
+        return {
+            "time": time.time(),
+            "state": "ending" if self.ending else "running",
+            "run": recorder.run,
+            "pulses": s["pulses"],
+            "rates_hz": rates,
+            "lost": s["lost"],
+            "dead_ns": s["dead_ns"],
+            "dead_fraction": 1 - live / elapsed if elapsed else 0.0,
+            "live_time_s": live / 1e9,
+            "horizon_ns": s["horizon_ns"],
+            "reactor": {True: "on", False: "off", None: "?"}[s["reactor_on"]],
+            "events": s["events"],
+            "rejected_messages": s["rejected_messages"] + recorder.undecodable,
+            "missing_batches": s["missing_batches"],
+        }
+
+    def close(self) -> None:
+        """Close every socket and the database engine."""
+        for sock in (self.pull, self.pub):
+            sock.close(0)
+        self.control.close()
+        self.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m daq.builder``."""
+    args = base_parser("nudaq event builder: batches in, spectra and raw files out").parse_args(
+        argv
+    )
+    config, data_dir = common_setup(args, "builder")
+    stop = StopFlag()
+    ctx = zmq.Context()
+    process = BuilderProcess(config, data_dir, args.db or default_db_url(data_dir), ctx)
+    log.info("builder up (pid in logs), data dir %s", data_dir)
+    try:
+        process.serve(stop)
+    finally:
+        process.close()
+        ctx.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
