@@ -53,7 +53,7 @@ class SimCrate:
         self.sim_dir = Path(data_dir) / "sim"
         self.sim_dir.mkdir(parents=True, exist_ok=True)
         self.generator = Generator(sim, config.detector, sim.seed)
-        self.devices: dict = {
+        self.devices: dict[Stream, ListModeDevice] = {
             stream: ListModeDevice(
                 stream,
                 self,

@@ -14,9 +14,9 @@ List-mode front-ends (``NUDAQ,HPGE-ADC``, ``NUDAQ,ACV-DIGI``, ``NUDAQ,CRV-DIGI``
     the crate has generated (START and STOP take effect at that time too), its ``dead_ns``
     the ADC dead time inside [previous watermark, watermark). ``STOP`` sends the remaining
     pulses and an END frame whose watermark is the stop time, then the device is back in text
-    mode. While running, every line other than ``STOP`` is ignored. A device that is not
-    running discards the pulses it is handed (the hardware is not acquiring). THR filters
-    after the ADC: pulses below it still cost dead time.
+    mode (even during an injected stall). While running, other lines are ignored. A device
+    that is not running discards the pulses it is handed (the hardware is not acquiring). THR
+    filters after the ADC: pulses below it still cost dead time.
 
 Slow control (``NUDAQ,SLOWCTRL``, text only)
     ``READ?`` -> ``OK t_ns=<clock> power_MW=<> hv_V=<> ln2_pct=<> temp_C=<>``. The power
@@ -354,7 +354,6 @@ class ListModeDevice(TextDevice):
             self.settings["RTRATE"] = rt_rate_hz
             self._parsers["RTRATE"] = _bounded(float, 0.0, 1e6)
         self.running = False
-        self.frames_sent = 0
         self._counter = 0
         self._t_start = 0
         self._watermark = 0
@@ -472,7 +471,6 @@ class ListModeDevice(TextDevice):
             self.faults.counts.overflow_frames += 1
             return
         self.line.write(self.faults.apply(frame, dt_s))
-        self.frames_sent += 1
 
 
 class SlowControlDevice(TextDevice):
