@@ -57,6 +57,8 @@ RECV_HWM = 100
 """Batches queued in the PULL socket before the readouts feel backpressure."""
 BURST = 500
 """Messages read before the builder advances, commits and looks at transitions again."""
+DRAIN_S = 2.0
+"""Longest time spent reading queued messages when a run is closed (wall s)."""
 MONITOR_INTERVAL_S = 1.0
 POLL_MS = 100
 UNDECODABLE = "undecodable"
@@ -201,11 +203,7 @@ class BuilderProcess:
                 self._maybe_end()
             self._publish()
         if self.recorder is not None:
-            self._drain()
-            try:
-                self._close_run(eor_timeout=False)
-            except (SQLAlchemyError, NudaqError, OSError) as err:
-                log.error("run could not be closed at exit: %s", err)
+            self._end_run()
 
     def _read_data(self) -> None:
         recorder = self.recorder
@@ -224,8 +222,9 @@ class BuilderProcess:
         recorder.advance()
 
     def _drain(self) -> None:
-        """Read what is already queued (at exit) before the run is closed."""
-        while self.pull.poll(0, zmq.POLLIN):
+        """Read what is already queued before the run is closed (for at most DRAIN_S)."""
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and self.pull.poll(0, zmq.POLLIN):
             self._read_data()
 
     # -- transitions ----------------------------------------------------------------------------
@@ -250,8 +249,7 @@ class BuilderProcess:
         run = int(transition["run"])
         if self.recorder is not None:
             log.warning("begin of run %d while run %d is open: ending it", run, self.recorder.run)
-            self._drain()
-            self._close_run(eor_timeout=False)
+            self._end_run()
         names = transition.get("streams")
         streams = tuple(stream_by_name(n) for n in names) if names else DEFAULT_STREAMS
         reactor = transition.get("reactor")
@@ -275,32 +273,35 @@ class BuilderProcess:
 
     def _exit(self, transition: dict) -> None:
         if self.recorder is not None:
-            self._drain()
-            self._close_run(eor_timeout=False)
+            self._end_run()
         self.exit_requested = True
         self.control.ack(transition)
 
     def _maybe_end(self) -> None:
         if self.ending is None:
             return
-        transition, deadline = self.ending
+        _, deadline = self.ending
         timed_out = time.monotonic() > deadline
         if not (self.recorder.builder.eor_received or timed_out):
             return
         if timed_out:
             log.warning("run %d: end-of-run missing after %.0f s", self.recorder.run, END_WAIT_S)
-        try:
-            summary = self._close_run(eor_timeout=timed_out)
-        except (SQLAlchemyError, NudaqError, OSError) as err:
-            log.error("run %d could not be closed: %s", transition.get("run"), err)
-            self.control.ack(transition, ok=False, error=str(err))
-            return
-        self.control.ack(transition, **summary)
+        self._end_run(eor_timeout=timed_out)
 
-    def _close_run(self, eor_timeout: bool) -> dict:
-        recorder, self.recorder, self.ending = self.recorder, None, None
-        self.last_summary = recorder.close(eor_timeout)
-        return self.last_summary
+    def _end_run(self, eor_timeout: bool = False) -> None:
+        """Close the open run with what has arrived; answer a pending end transition."""
+        self._drain()
+        recorder, pending = self.recorder, self.ending
+        self.recorder, self.ending = None, None
+        try:
+            self.last_summary = recorder.close(eor_timeout)
+        except (SQLAlchemyError, NudaqError, OSError) as err:
+            log.error("run %d could not be closed: %s", recorder.run, err)
+            if pending is not None:
+                self.control.ack(pending[0], ok=False, error=str(err))
+            return
+        if pending is not None:
+            self.control.ack(pending[0], **self.last_summary)
 
     # -- monitoring -----------------------------------------------------------------------------
     def _publish(self) -> None:
