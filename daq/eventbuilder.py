@@ -108,7 +108,8 @@ class EventBuilder:
 
     ``streams`` are the streams expected in this run (HPGe is required); ``reactor_on`` is the
     fixed reactor state when REACTOR is not expected (and the fallback if the reactor stream
-    ends without a single reading).
+    ends without a single reading); ``max_pending`` is how many out-of-order batches a stream
+    may hold before its oldest sequence gap is declared missing.
     """
 
     def __init__(
