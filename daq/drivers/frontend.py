@@ -116,7 +116,7 @@ class FrontendDriver(SerialDevice):
                         return frames, frame
                     frames.append(frame)
         except ProtocolError as err:
-            why = str(err)
+            why = str(err).removeprefix(f"{self.url}: ")
         finally:
             self._idle()
         self.lost_end_frames += 1
@@ -147,12 +147,9 @@ class FrontendDriver(SerialDevice):
             ready, _, _ = select.select([self.port.fileno()], [], [], max(max_wait_s, 0.0))
             if not ready:
                 return b""
-            data = self.port.read(READ_CHUNK_BYTES)
+            return self.port.read(READ_CHUNK_BYTES)  # end of stream raises SerialException
         except (serial.SerialException, OSError) as err:
             raise ProtocolError(f"{self.url}: line lost while running: {err}") from None
-        if not data:
-            raise ProtocolError(f"{self.url}: line lost while running (end of stream)")
-        return data
 
 
 def _number(text: str) -> int | float | str:

@@ -166,3 +166,16 @@ def sim_faults(crate: SimProcess, device: str) -> dict[str, int]:
 
     crate.close()
     return read_fault_counts(crate.sim_dir / FAULTS_FILE)[device]
+
+
+def missing_runs(got: np.ndarray, truth: np.ndarray) -> int:
+    """Number of contiguous stretches of ``truth`` (in time order) that ``got`` lacks.
+
+    Every pulse of ``got`` must be in ``truth``. A frame lost on the line removes one
+    contiguous stretch, so a reader that loses nothing else shows at most one stretch per
+    lost frame.
+    """
+    received = set(got.tolist())
+    assert received <= set(truth.tolist()), "pulses that the simulator never recorded"
+    lacking = np.array([row not in received for row in truth.tolist()], dtype=np.int8)
+    return int(np.count_nonzero(np.diff(np.r_[0, lacking]) == 1))

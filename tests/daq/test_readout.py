@@ -12,7 +12,7 @@ import process_bench
 import psutil
 import pytest
 from frontend_stub import StubFrontend
-from process_bench import Bench, sim_faults, sim_truth
+from process_bench import Bench, missing_runs, sim_faults, sim_truth
 
 from daq.config import Config
 from daq.protocol import FRAME_END
@@ -74,7 +74,7 @@ def test_run_at_100k_pulses_per_second(bench_factory):
     ack = bench.transition("begin", run=7)
     assert ack["ok"], ack
     cpu_before = psutil.Process(bench.proc.pid).cpu_times()
-    bench.collect(2.0)
+    bench.collect(1.0)
     cpu = psutil.Process(bench.proc.pid).cpu_times()
     stub.rate_hz = 0.0
     bench.collect(0.1)
@@ -90,7 +90,7 @@ def test_run_at_100k_pulses_per_second(bench_factory):
     assert end.kind == FRAME_END and batches[-1].watermark_ns == end.watermark_ns
     pulses = received(batches)
     assert pulses.tobytes() == stub.sent_pulses().tobytes()
-    assert len(pulses) > 150_000
+    assert len(pulses) > 80_000
     assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in stub.sent)
     assert sum(b.lost_frames + b.dropped for b in batches) == 0
     assert ack["ok"] and ack["info"] == {
@@ -103,9 +103,9 @@ def test_run_at_100k_pulses_per_second(bench_factory):
     quiet = bench.batches[quiet_from:-1]
     assert len(quiet) >= 4 and all(len(b.pulses) == 0 for _, b in quiet)
     gaps = np.diff([t for t, _ in quiet])
-    assert gaps.max() < 0.1 + 0.08
+    assert gaps.max() < 0.1 + 0.15  # heartbeat_ms plus scheduling jitter
     cpu_s = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
-    print(f"readout CPU at 100k pulses/s: {cpu_s / 2.0:.0%} of one core")
+    print(f"readout CPU at 100k pulses/s: {cpu_s:.0%} of one core")
     assert bench.transition("exit")["ok"]
     assert bench.proc.wait(10) == 0
 
@@ -122,11 +122,11 @@ def test_backpressure_queues_without_loss(bench_factory):
     """Nobody pulls for a while: batches wait in the readout and all arrive later, in order."""
     bench = bench_factory({"rate_hz": 50_000, "frame_ms": 10}, send_hwm=1, batch_ms=10)
     assert bench.transition("begin", run=1)["ok"]
-    time.sleep(1.5)  # the PULL side holds one message, the readout queues the rest
+    time.sleep(1.0)  # the PULL side holds one message, the readout queues the rest
     ack, batches = drain_run(bench, 1)
     pulses = received(batches)
     assert pulses.tobytes() == bench.stub.sent_pulses().tobytes()
-    assert len(pulses) > 50_000
+    assert len(pulses) > 40_000
     assert ack["info"]["dropped"] == 0 and ack["info"]["pulses"] == len(pulses)
     assert "the builder pushes back: queueing batches" in bench.log()
 
@@ -135,7 +135,7 @@ def test_backpressure_overflow_drops_are_counted_exactly(bench_factory):
     """A full readout buffer drops the newest pulses: counted, and their span is dead time."""
     bench = bench_factory({"rate_hz": 50_000, "frame_ms": 10}, batch_ms=10, buffer_pulses=1000)
     assert bench.transition("begin", run=2)["ok"]
-    time.sleep(1.5)
+    time.sleep(1.0)
     ack, batches = drain_run(bench, 2)
     sent = bench.stub.sent_pulses()
     got = received(batches)
@@ -269,7 +269,7 @@ def test_crate_line_faults_are_counted(data_dir, crate_factory):
     assert sum(b.lost_frames for b in batches) == injected["damaged_frames"]
     assert ack["info"]["lost_frames"] == injected["damaged_frames"]
     assert ack["info"]["skipped_bytes"] >= injected["noise_bytes"]
-    assert set(got.tolist()) <= set(truth.tolist()) and len(got) > 0.8 * len(truth)
+    assert 1 <= missing_runs(got, truth) <= injected["damaged_frames"]
 
 
 def test_crate_disconnects_are_dead_time(data_dir, crate_factory):
