@@ -86,6 +86,10 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
             "--url",
             getattr(config.frontends, stream).url,
         )
+    web = sup.spawn("web", "online.web", *common, "--db", db_url, capture_stdout=True)
+    sup.spawn("monitor", "online.monitor", *common, "--db", db_url)
+    url = sup.read_json_line(web, STARTUP_TIMEOUT_S)["url"]
+    print(f"nudaq: web monitoring and control at {url}", file=sys.stderr, flush=True)
 
 
 def _status_line(rc: RunControl) -> str:

@@ -73,7 +73,7 @@ def compose_status(
         run=rc.get("run"),
         elapsed_s=float(rc.get("elapsed_s") or 0.0),
         error=rc.get("error", ""),
-        reactor=mon.get("reactor") or "unknown",
+        reactor=mon.get("reactor") if mon.get("reactor") in ("on", "off") else "unknown",
         power_MW=power,
         dead_fraction=mon.get("dead_fraction"),
         streams=[

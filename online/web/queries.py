@@ -156,7 +156,7 @@ def _mm_curves(session: Session, config: Config, edges: np.ndarray, runs_on: lis
     if latest.mu_nu2_1e20 is not None:
         curves.append(
             Curve(
-                label=f"best fit mu^2 = {latest.mu_nu2_1e20:.2f}e-20",
+                label=f"best fit μ² = {latest.mu_nu2_1e20:.3g} × 10⁻²⁰ μB²",
                 mu_nu2_1e20=latest.mu_nu2_1e20,
                 rate_cpd=(latest.mu_nu2_1e20 * per_unit).tolist(),
             )
@@ -165,7 +165,7 @@ def _mm_curves(session: Session, config: Config, edges: np.ndarray, runs_on: lis
         mu2 = (latest.limit_90_muB / MU_UNIT_MUB) ** 2
         curves.append(
             Curve(
-                label=f"90% CL limit mu < {latest.limit_90_muB:.2e} muB",
+                label=f"90% CL limit μ < {latest.limit_90_muB:.2g} μB",
                 mu_nu2_1e20=mu2,
                 rate_cpd=(mu2 * per_unit).tolist(),
             )

@@ -60,6 +60,12 @@ const NUDAQ = (() => {
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
     return `${String(h).padStart(2, "0")}:${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}`;
   }
+  /* a live time in the unit that reads best: s, h or days */
+  function span(s) {
+    if (s < 3600) return `${num(s, 1)} s`;
+    if (s < 3 * 86400) return `${num(s / 3600, 2)} h`;
+    return `${num(s / 86400, 2)} days`;
+  }
   function num(x, digits = 1) {
     if (x === null || x === undefined || Number.isNaN(x)) return "–";
     return Number(x).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -121,15 +127,19 @@ const NUDAQ = (() => {
   function renderStatusbar(st) {
     const bar = document.getElementById("statusbar");
     const open = st.alarms.filter((a) => !a.acked_utc).length;
-    bar.replaceChildren(
+    const parts = [
       el("span", { class: "dot live", id: "live-dot", title: "live updates" }),
       el("span", {}, "run ", el("strong", { id: "bar-run" }, st.run ?? "–")),
       pill(st.reachable ? st.state : "unreachable"),
+      st.state === "running" ? el("span", { class: "mono" }, duration(st.elapsed_s)) : null,
       st.reactor !== "unknown" ? pill(`reactor ${st.reactor}`, st.reactor) : null,
-      el("a", { href: "/alarms" },
+      el("span", { class: "sep" }),
+      el("a", { href: "/alarms", id: "bar-alarms" },
         st.alarms.length ? pill(`${st.alarms.length} alarm${st.alarms.length > 1 ? "s" : ""}` +
-          (open ? ` (${open} new)` : ""), open ? "critical" : "warning") : pill("no alarms", "good")),
-    );
+          (open ? ` (${open} not acknowledged)` : ""), open ? "critical" : "warning") :
+          pill("no alarms", "good")),
+    ];
+    bar.replaceChildren(...parts.filter((p) => p !== null));
   }
   function connect() {
     const source = new EventSource("/api/events");
@@ -145,6 +155,26 @@ const NUDAQ = (() => {
   }
 
   /* -- plots (uPlot) ---------------------------------------------------------------------- */
+  /* axis tick labels that stay readable from 1e-10 to 1e6 */
+  function ticks(u, splits) {
+    return splits.map((v) => {
+      if (v === null || v === undefined) return "";
+      const a = Math.abs(v);
+      if (a !== 0 && (a < 0.01 || a >= 1e6)) return v.toExponential(0);
+      return v.toLocaleString("en-US", { maximumFractionDigits: 3 });
+    });
+  }
+  /* time-axis tick labels: local date and time of day, to the second */
+  function clock(u, splits) {
+    const pad = (n) => String(n).padStart(2, "0");
+    const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+    return splits.map((t) => {
+      const d = new Date(t * 1000);
+      const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      if (span > 2 * 86400) return `${d.getMonth() + 1}/${d.getDate()} ${hm}`;
+      return span > 3600 ? hm : `${hm}:${pad(d.getSeconds())}`;
+    });
+  }
   const COLORS = ["#ff9f43", "#5eb1ff", "#7ee298", "#d2a8ff", "#f2cc60", "#ff7b72", "#a5d6ff"];
   function plot(container, opts, data) {
     const width = () => Math.max(300, container.clientWidth);
@@ -155,7 +185,10 @@ const NUDAQ = (() => {
     const defaults = {
       width: width(), height: opts.height || 300,
       cursor: { drag: { x: true, y: false } },
-      axes: (opts.axes || []).map((a) => Object.assign(axis(a.label), a)),
+      axes: (opts.axes || []).map((a, i) => {
+        const numeric = i > 0 || (opts.scales?.x?.time === false);
+        return Object.assign(axis(a.label), numeric ? { values: ticks } : { values: clock, space: 70 }, a);
+      }),
     };
     const u = new uPlot(Object.assign({}, opts, defaults, { axes: defaults.axes }), data, container);
     new ResizeObserver(() => u.setSize({ width: width(), height: u.height })).observe(container);
@@ -170,7 +203,7 @@ const NUDAQ = (() => {
   });
 
   return {
-    el, api, duration, num, sci, time, pill, plot, COLORS,
+    el, api, duration, span, num, sci, time, pill, plot, COLORS,
     onStatus: (fn) => { statusListeners.push(fn); if (lastStatus) fn(lastStatus); },
     onSession: (fn) => sessionListeners.push(fn),
     get session() { return session; },

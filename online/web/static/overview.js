@@ -19,8 +19,9 @@
     document.getElementById("dead-time").textContent =
       st.dead_fraction === null ? "–" : `${num(100 * st.dead_fraction, 2)} %`;
     document.getElementById("rc-error").textContent = st.error || (st.reachable ? "ok" : "does not answer");
-    document.getElementById("reactor-state").replaceChildren(
-      st.reactor === "unknown" ? "–" : pill(st.reactor.toUpperCase(), st.reactor));
+    const reactor = document.getElementById("reactor-state");
+    reactor.textContent = st.reactor === "unknown" ? "–" : st.reactor.toUpperCase();
+    reactor.className = `big reactor-${st.reactor}`;
     document.getElementById("reactor-power").textContent =
       st.power_MW === null ? "–" : `${num(st.power_MW, 0)} MW`;
     document.getElementById("snapshot-age").textContent =
@@ -42,7 +43,7 @@
   function addRates(st) {
     const t = Date.parse(st.time_utc) / 1000;
     history.t.push(t);
-    for (const s of st.streams) history[s.name]?.push(Math.max(s.rate_hz, 1e-3));
+    for (const s of st.streams) history[s.name]?.push(s.rate_hz > 0 ? s.rate_hz : null);
     while (history.t.length && history.t[0] < t - WINDOW_S) {
       for (const key of Object.keys(history)) history[key].shift();
     }

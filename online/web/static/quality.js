@@ -41,12 +41,17 @@
     document.getElementById("run-rows").replaceChildren(...runs.map(row));
     document.getElementById("analysis-runs").textContent = analysis.runs.join(", ") || "none";
     const a = analysis.latest;
-    document.getElementById("analysis-summary").textContent = a ?
-      `${time(a.time_utc)}: background ${num(a.background_cpd, 3)} ± ${num(a.background_cpd_error, 3)} cpd; ` +
-      `μν² = ${num(a.mu_nu2_1e20, 2)} ± ${num(a.mu_nu2_1e20_error, 2)} × 10⁻²⁰ μB²; ` +
-      `μν < ${sci(a.limit_90_muB)} μB (90% CL), expected ${sci(a.expected_limit_90_muB)} μB; ` +
-      `exposure ON ${num(a.exposure_on_kg_day, 3)} / OFF ${num(a.exposure_off_kg_day, 3)} kg day`
-      : "no live analysis yet";
+    const rows = a ? [
+      ["computed", time(a.time_utc)],
+      ["background", `${num(a.background_cpd, 3)} ± ${num(a.background_cpd_error, 3)} cpd`],
+      ["best fit μν²", a.mu_nu2_1e20 === null ? "–" :
+        `${a.mu_nu2_1e20.toPrecision(3)} ± ${a.mu_nu2_1e20_error.toPrecision(3)} × 10⁻²⁰ μB²`],
+      ["μν limit (90% CL)", a.limit_90_muB === null ? "–" : `< ${sci(a.limit_90_muB)} μB`],
+      ["expected limit", a.expected_limit_90_muB === null ? "–" : `${sci(a.expected_limit_90_muB)} μB`],
+      ["exposure ON / OFF", `${sci(a.exposure_on_kg_day)} / ${sci(a.exposure_off_kg_day)} kg day`],
+    ] : [["result", "no live analysis yet"]];
+    document.getElementById("analysis-summary").replaceChildren(
+      ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   }
 
   NUDAQ.onSession((s) => { document.getElementById("readonly-note").hidden = s.logged_in; });

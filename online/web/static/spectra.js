@@ -2,7 +2,7 @@
    X-ray lines are drawn as labelled dashed lines; drag zooms, double-click resets. */
 "use strict";
 (() => {
-  const { el, api, num, plot, COLORS } = NUDAQ;
+  const { el, api, num, sci, span, plot, COLORS } = NUDAQ;
   const body = document.body.dataset;
   const XRAY = body.xrayLines ? body.xrayLines.split(",").map(Number) : [];
   let plots = [];
@@ -18,15 +18,15 @@
     ctx.lineWidth = 1;
     ctx.font = `${12 * devicePixelRatio}px sans-serif`;
     ctx.textAlign = "left";
-    for (const e of XRAY) {
-      if (e < xmin || e > xmax) continue;
+    const row = 15 * devicePixelRatio;
+    XRAY.filter((e) => e >= xmin && e <= xmax).sort((a, b) => b - a).forEach((e, i) => {
       const x = u.valToPos(e, "x", true);
       ctx.beginPath();
       ctx.moveTo(x, u.bbox.top);
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
       ctx.stroke();
-      ctx.fillText(`${e} keV`, x + 3 * devicePixelRatio, u.bbox.top + 14 * devicePixelRatio);
-    }
+      ctx.fillText(`${e} keV`, x + 3 * devicePixelRatio, u.bbox.top + row * (i + 1));
+    });
     ctx.restore();
   }
 
@@ -36,6 +36,7 @@
       const { ctx } = u;
       const xs = u.data[0], ys = u.data[1];
       ctx.save();
+      ctx.setLineDash([]);
       ctx.strokeStyle = "rgba(255,255,255,0.55)";
       ctx.lineWidth = 1;
       for (let i = 0; i < xs.length; i++) {
@@ -64,12 +65,13 @@
   }
 
   function describe(s) {
-    return `runs ${s.runs.length ? s.runs.join(", ") : "none"}, live ${num(s.live_time_s / 3600, 2)} h` +
-      ` = ${num(s.exposure_kg_day, 4)} kg day, ${s.counts.reduce((a, b) => a + b, 0)} counts`;
+    return `runs ${s.runs.length ? s.runs.join(", ") : "none"}, live ${span(s.live_time_s)}` +
+      ` = ${sci(s.exposure_kg_day, 2)} kg day, ${s.counts.reduce((a, b) => a + b, 0)} counts`;
   }
 
   async function load() {
-    const [maxKeV, rebin] = document.getElementById("range").value.split(",");
+    const maxKeV = document.getElementById("range").value;
+    const rebin = document.getElementById("rebin").value;
     const log = document.getElementById("yscale").value === "log";
     const [on, off, res] = await Promise.all([
       api(`/api/spectra?${query({ reactor: "on", rebin, max_keV: maxKeV })}`),
@@ -82,10 +84,10 @@
     const offY = log ? positive(off.rate_cpd) : off.rate_cpd;
     const onoff = plot(document.getElementById("onoff-plot"), {
       height: 340,
-      scales: { y: log ? { distr: 3 } : {} },
+      scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
       axes: [{ label: "energy (keV)" }, { label: "cpd", size: 70 }],
       series: [
-        { value: (u, v) => (v === null ? "–" : `${num(v, 2)} keV`) },
+        { label: "energy", value: (u, v) => (v === null ? "–" : `${num(v, 2)} keV`) },
         { label: "reactor ON", stroke: "#ff9f43", width: 1.5, paths: stepped, value: (u, v) => (v === null ? "–" : num(v, 3)) },
         { label: "reactor OFF", stroke: "#5eb1ff", width: 1.5, paths: stepped, value: (u, v) => (v === null ? "–" : num(v, 3)) },
       ],
@@ -98,9 +100,10 @@
       ({ label: c.label, stroke: COLORS[i + 2], width: 2, dash: i ? [6, 4] : [], points: { show: false } }));
     const residual = plot(document.getElementById("residual-plot"), {
       height: 320,
+      scales: { x: { time: false } },
       axes: [{ label: "energy (keV)" }, { label: "cpd", size: 70 }],
       series: [
-        { value: (u, v) => (v === null ? "–" : `${num(v, 1)} keV`) },
+        { label: "energy", value: (u, v) => (v === null ? "–" : `${num(v, 1)} keV`) },
         { label: "ON − OFF", stroke: "#e8ecf1", width: 0, points: { show: true, size: 5, fill: "#e8ecf1" },
           value: (u, v) => (v === null ? "–" : num(v, 3)) },
         ...curveSeries,
@@ -119,7 +122,7 @@
       document.getElementById("onoff-info").replaceChildren(el("span", { class: "error-text" }, err.message));
     }
   }
-  for (const id of ["category", "range", "yscale", "exclude-bad"]) {
+  for (const id of ["category", "range", "rebin", "yscale", "exclude-bad"]) {
     document.getElementById(id).addEventListener("change", reload);
   }
   document.getElementById("reload").addEventListener("click", reload);

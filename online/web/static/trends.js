@@ -3,6 +3,10 @@
 (() => {
   const { el, api, num, sci, plot, COLORS } = NUDAQ;
   let plots = [];
+  const SLOW_NAMES = {
+    power_MW: "Reactor thermal power", hv_V: "HPGe high voltage", ln2_pct: "LN2 level",
+    temp_C: "Temperature",
+  };
 
   const secs = (times) => times.map((t) => Date.parse(t) / 1000);
   const orNull = (xs) => xs.map((v) => (v === null || v === undefined ? null : v));
@@ -54,19 +58,21 @@
         scales: { x: { time: false }, y: { distr: 3 } },
         axes: [{ label: "ON exposure (kg day)" }, { label: "μB", size: 70 }],
         series: [{ value: (u, v) => (v === null ? "–" : `${num(v, 3)} kg day`) },
-          ...limitSeries.map((s, i) => Object.assign({ stroke: COLORS[i], width: 2 }, s))],
+          ...limitSeries.map((s, i) => Object.assign({
+            stroke: COLORS[i], width: 2, paths: () => null, points: { show: true, size: 6, fill: COLORS[i] },
+          }, s))],
       }, [byExposure.map((p) => p[0]), byExposure.map((p) => p[1]), byExposure.map((p) => p[2])]));
     }
     const r = h.rates;
     timePlot(document.getElementById("rates-plot"),
       r.map((s) => ({ label: s.name, value: (u, v) => (v === null ? "–" : `${num(v, 1)} Hz`) })),
-      [r.length ? secs(r[0].time_utc) : [], ...r.map((s) => s.values.map((v) => Math.max(v, 1e-3)))],
+      [r.length ? secs(r[0].time_utc) : [], ...r.map((s) => s.values.map((v) => (v > 0 ? v : null)))],
       { log: true, label: "Hz" });
     const slow = document.getElementById("slow-plots");
     slow.replaceChildren();
     if (!h.slow_control.length) empty(slow, "no slow-control readings in this span");
     for (const s of h.slow_control) {
-      const box = el("div", { class: "panel" }, el("h2", {}, `${s.name} (${s.unit})`));
+      const box = el("div", { class: "panel" }, el("h2", {}, `${SLOW_NAMES[s.name] || s.name} (${s.unit})`));
       const area = el("div", { class: "plot", id: `slow-${s.name}` });
       box.append(area);
       slow.append(box);

@@ -1,0 +1,203 @@
+"""Browser-test fixtures: Debian's chromium through Playwright, and a live simulated system.
+
+The system is a real ``nudaq up --sim`` (every process, real sockets) with a configuration
+that fills spectra fast enough to see in seconds: a high continuum below 200 keV, strong
+X-ray lines, many random triggers, the reactor ON, then OFF from 15 s to 30 s of simulated
+time, then ON again; the live analysis every 5 s; and a disk-space threshold no disk meets,
+so the monitor raises an alarm for the shifter to acknowledge.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from daq.config import Config, ReactorPeriod, XrayLine
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+TOKEN = "night-shift-token"
+STARTUP_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium, or a skip saying why it cannot run here."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Error as err:
+            pytest.skip(f"chromium at {CHROMIUM} does not start: {err.message.splitlines()[0]}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies) and page; JavaScript errors fail the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda err: errors.append(str(err)))
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def screenshot():
+    """save(page, name): a full-page screenshot under test-output/browser/<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def save(page, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save
+
+
+@pytest.fixture(scope="session")
+def shifter_token() -> str:
+    """The shifter token the live system accepts."""
+    return TOKEN
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_config(port: int) -> Config:
+    """The configuration of the live system in the browser tests (see the module doc)."""
+    config = Config()
+    config.web.port = port
+    config.sim.flat_cpd = 3000.0
+    config.sim.continuum_max_keV = 200.0
+    config.sim.xray_lines = [
+        XrayLine(energy_keV=10.37, rate_per_kg_day=3e5),
+        XrayLine(energy_keV=9.66, rate_per_kg_day=1e5),
+        XrayLine(energy_keV=8.98, rate_per_kg_day=8e4),
+        XrayLine(energy_keV=1.30, rate_per_kg_day=6e4),
+    ]
+    config.sim.reactor = [
+        ReactorPeriod(start_s=0, power_MW=2900.0),
+        ReactorPeriod(start_s=15, power_MW=0.0),
+        ReactorPeriod(start_s=30, power_MW=2900.0),
+    ]
+    config.sim.rt_rate_hz = 5.0
+    config.frontends.hpge.rt_rate_hz = 5.0
+    config.analysis.interval_s = 5.0
+    config.alarms.disk_low_GB = 1e9
+    return config
+
+
+@dataclass
+class LiveSystem:
+    """A running ``nudaq up --sim`` and how to reach its web server."""
+
+    url: str
+    config: Config
+    data_dir: Path
+    process: subprocess.Popen
+    stderr: list[str] = field(default_factory=list)
+
+    def api(self, path: str, **params) -> dict | list:
+        reply = httpx.get(self.url.rstrip("/") + path, params=params, timeout=10)
+        reply.raise_for_status()
+        return reply.json()
+
+    def wait(self, what: str, condition, timeout_s: float) -> None:
+        """Poll condition() until true; fail naming ``what`` after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            assert self.process.poll() is None, "nudaq up exited:\n" + "".join(self.stderr)
+            time.sleep(0.2)
+        raise AssertionError(f"{what} within {timeout_s:.0f} s\n" + "".join(self.stderr[-20:]))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ctrl-C to nudaq up (it stops the run and its processes); kill what is left by pid."""
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for child in children:
+        if child.is_running():
+            child.kill()
+
+
+@pytest.fixture(scope="module")
+def live_system():
+    """``nudaq up --sim`` with the browser configuration, its run going, the URL known."""
+    data_dir = Path(tempfile.mkdtemp(prefix="nqb", dir="/tmp"))
+    (data_dir / "sockets").mkdir()
+    config = browser_config(free_port())
+    config_file = data_dir / "browser-config.json"
+    config_file.write_text(config.snapshot())
+    env = {**os.environ, "NUDAQ_SHIFTER_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daq.cli", "up", "--sim", "--config", str(config_file)]
+        + ["--data-dir", str(data_dir), "--comment", "browser test"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    system = LiveSystem("", config, data_dir, process)
+
+    def drain():
+        for line in process.stderr:
+            system.stderr.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        system.wait(
+            "nudaq up printed the web URL",
+            lambda: any("web monitoring and control at" in line for line in system.stderr),
+            STARTUP_TIMEOUT_S,
+        )
+        line = next(x for x in system.stderr if "web monitoring and control at" in x)
+        system.url = line.rsplit(" ", 1)[-1].strip()
+        system.wait(
+            "the first run is going",
+            lambda: system.api("/api/status")["state"] == "running",
+            STARTUP_TIMEOUT_S,
+        )
+        yield system
+    finally:
+        _stop(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
