@@ -101,6 +101,7 @@ class Monitor:
         self.sub.connect(config.endpoint("monitor", data_dir))
         self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), "monitor")
         self.evaluator = AlarmEvaluator(config.alarms, BEGIN_ORDER)
+        self._recorded: list[Condition] | None = None
         self.snapshot: dict = {}
         self.snapshot_at: float | None = None
         self.status: dict | None = None
@@ -167,11 +168,13 @@ class Monitor:
         return obs
 
     def step(self) -> list[Condition]:
-        """Observe, evaluate, record alarms; start the live analysis when it is due."""
+        """Observe, evaluate, record alarm changes; start the live analysis when it is due."""
         obs = self.observe()
         active = self.evaluator.evaluate(obs)
-        with session_scope(self.engine) as session:
-            sync_alarms(session, active, obs.run)
+        if active != self._recorded:
+            with session_scope(self.engine) as session:
+                sync_alarms(session, active, obs.run)
+            self._recorded = active
         self._maybe_analyse(obs)
         return active
 

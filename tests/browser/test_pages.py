@@ -185,3 +185,6 @@ def test_trends_and_run_quality_pages(live_system, page, screenshot, shifter_tok
     run = next(r for r in live_system.api("/api/runs") if r["number"] == 1)
     assert run["quality"] == "bad" and not run["in_analysis"]
     screenshot(page, "quality")
+
+    page.goto(live_system.url + "docs")
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/run/start")

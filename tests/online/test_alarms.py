@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
+import zmq
 from sqlalchemy import select
 
 from daq.config import Alarm as AlarmConfig
+from daq.config import Config
+from daq.runcontrol import request
 from online.alarms import (
     AlarmEvaluator,
     Condition,
@@ -16,6 +22,7 @@ from online.alarms import (
 )
 from online.db.models import Alarm, LogbookEntry
 from online.db.session import session_scope
+from online.monitor import Monitor
 
 P_VALUE = 1e-4
 WINDOW_S = 60.0
@@ -182,3 +189,50 @@ def test_silence_threshold_follows_the_configured_p_value(p_value):
         test.update(t + k, n)
         k += 1
     assert k == pytest.approx(np.log(1 / p_value) / rate, rel=0.3)
+
+
+def test_monitor_records_alarms_of_a_live_system(db_engine, data_dir, run_control):
+    """online.monitor against a real run control and a builder-like snapshot publisher: a
+    frozen data horizon raises silent:horizon (and the impossible disk threshold disk_low) in
+    SQL with logbook entries; the horizon moving again clears it."""
+    config = Config()
+    config.alarms.silent_stream_s = 1.0
+    config.alarms.disk_low_GB = 1e9
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(config.endpoint("monitor", data_dir))
+    run = request(config, data_dir, "start")["run"]
+    monitor = Monitor(config, data_dir, db_engine)
+    monitor.analysis = None
+
+    def step(horizon_ns: int) -> list[str]:
+        snapshot = {
+            "time": time.time(),
+            "state": "running",
+            "run": run,
+            "pulses": {"hpge": 1, "acv": 2, "crv": 3},
+            "lost": {"hpge": 0, "acv": 0, "crv": 0},
+            "events": {"candidate": 0},
+            "horizon_ns": horizon_ns,
+        }
+        pub.send_string(json.dumps(snapshot))
+        time.sleep(0.15)
+        return [c.name for c in monitor.step()]
+
+    try:
+        seen = [step(1000) for _ in range(12)]
+        assert "silent:horizon" not in seen[0] and "silent:horizon" in seen[-1]
+        assert all("disk_low" in names for names in seen)
+        moving = [step(2000 + k) for k in range(2)]
+        assert "silent:horizon" not in moving[-1]
+    finally:
+        monitor.close()
+        pub.close()
+    with session_scope(db_engine, readonly=True) as session:
+        alarms = {a.name: a for a in session.scalars(select(Alarm))}
+        texts = session.scalars(select(LogbookEntry.text).where(LogbookEntry.automatic)).all()
+    assert set(alarms) == {"disk_low", "silent:horizon"}
+    assert alarms["silent:horizon"].cleared_utc is not None
+    assert alarms["disk_low"].cleared_utc is None and alarms["disk_low"].severity == "warning"
+    assert sum(t.startswith("alarm raised") for t in texts) == 2
+    assert sum(t.startswith("alarm cleared") for t in texts) == 1

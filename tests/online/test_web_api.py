@@ -4,12 +4,8 @@ control (daq.runcontrol.RunControl serving its ZeroMQ socket in a thread, no DAQ
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from daq.config import Config
-from daq.runcontrol import RunControl
 from online.db.models import (
     Alarm,
     AnalysisHistory,
@@ -121,36 +116,6 @@ def fill(engine, config: Config) -> None:
         )
         add_logbook(session, "alice", "calibrated the ADC with 100% care", 1)
         add_logbook(session, "run control", "run 1 started", 1, automatic=True)
-
-
-@pytest.fixture
-def data_dir():
-    """A short data directory (ipc socket paths are limited to ~100 characters)."""
-    path = Path(tempfile.mkdtemp(prefix="nqw", dir="/tmp"))
-    (path / "sockets").mkdir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def run_control(db_engine, data_dir):
-    """A real run control with no DAQ processes, serving requests in a thread."""
-    config = Config()
-    rc = RunControl(config, data_dir, db_engine)
-    rc.participants = ()
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            rc.pump(20)
-            rc.serve_request()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield rc
-    stop.set()
-    thread.join(5)
-    rc.close()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@
       el("td", {}, pill(r.quality)),
       el("td", {}, r.quality_reason || "–"),
       el("td", {}, r.in_analysis ? "yes" : "–"),
-      el("td", {}, choice, " ", reason, " ",
+      el("td", { class: "nowrap" }, choice, " ", reason, " ",
         el("button", { onclick: () => mark(r.number, choice.value, reason.value) }, "Save")));
   }
 
