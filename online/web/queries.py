@@ -256,9 +256,7 @@ def logbook(
     return [LogbookEntryOut.model_validate(e, from_attributes=True) for e in rows]
 
 
-def runs(
-    session: Session, limit: int = 500, number: int | None = None
-) -> list[RunOut]:
+def runs(session: Session, limit: int = 500, number: int | None = None) -> list[RunOut]:
     """Runs (all, or the one numbered), newest first, with live time per reactor state and
     candidate events."""
     in_analysis = {r.number for r in _select(session, None, exclude_bad=True)}

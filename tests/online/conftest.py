@@ -41,5 +41,3 @@ def run_control(db_engine, data_dir):
     stop.set()
     thread.join(5)
     rc.close()
-
-
