@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.sim and args.reactor:
         raise RunControlError("--reactor only applies to simulated hardware (--sim)")
     setup_logging("up", data_dir)
+    (data_dir / "sockets").mkdir(exist_ok=True)  # run control binds its ipc endpoints there
     from online.db.session import make_engine, upgrade_database
 
     engine = make_engine(db_url)
