@@ -34,7 +34,7 @@ from ..db.session import session_scope
 from ..runs import add_logbook, set_quality
 from . import queries
 from .auth import Auth, ShifterSession, check_origin
-from .live import LiveStatus
+from .live import POLL_INTERVAL_S, LiveStatus
 from .models import (
     AlarmOut,
     AlarmsOut,
@@ -92,7 +92,7 @@ def create_app(
     data_dir: Path,
     engine: Engine,
     token: str,
-    poll_s: float = 1.0,
+    poll_s: float = POLL_INTERVAL_S,
 ) -> FastAPI:
     """The application for one system (configuration, data directory, database)."""
     auth = Auth(token)

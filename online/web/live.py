@@ -105,7 +105,6 @@ class LiveStatus:
         self.rates: deque[tuple[datetime, dict[str, float]]] = deque(maxlen=RATE_HISTORY)
         self._snapshot: dict = {}
         self._snapshot_at: float | None = None
-        self._last_rc: dict | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         with session_scope(engine, readonly=True) as session:

@@ -153,6 +153,7 @@ def test_spectra_page_shows_reactor_on_and_off(live_system, page, screenshot):
     page.select_option("#category", "all")
     page.select_option("#yscale", "linear")
     page.select_option("#range", "30")
+    expect(page.locator("#onoff-plot")).to_have_attribute("data-shown", "all,30,5,linear")
     expect(info).to_contain_text("OFF: runs")
     screenshot(page, "spectra-all-linear")
 

@@ -42,6 +42,7 @@
 
   function addRates(st) {
     const t = Date.parse(st.time_utc) / 1000;
+    if (history.t.length && t <= history.t[history.t.length - 1]) return;
     history.t.push(t);
     for (const s of st.streams) history[s.name]?.push(s.rate_hz > 0 ? s.rate_hz : null);
     while (history.t.length && history.t[0] < t - WINDOW_S) {
@@ -61,5 +62,19 @@
     }
   }
 
-  NUDAQ.onStatus(update);
+  /* start the rate plot with what the server kept, then extend it with every pushed status */
+  async function seed() {
+    try {
+      const { rates } = await NUDAQ.api("/api/history?hours=0.01");
+      const cut = Date.now() / 1000 - WINDOW_S;
+      rates[0]?.time_utc.forEach((iso, i) => {
+        const t = Date.parse(iso) / 1000;
+        if (t < cut) return;
+        history.t.push(t);
+        for (const s of rates) history[s.name]?.push(s.values[i] > 0 ? s.values[i] : null);
+      });
+    } catch (err) { /* the plot starts empty */ }
+    NUDAQ.onStatus(update);
+  }
+  seed();
 })();

@@ -69,7 +69,14 @@
       ` = ${sci(s.exposure_kg_day, 2)} kg day, ${s.counts.reduce((a, b) => a + b, 0)} counts`;
   }
 
+  /* the settings a plot shows, kept on the page as data-shown once it is drawn */
+  const settings = () => ["category", "range", "rebin", "yscale"]
+    .map((id) => document.getElementById(id).value).join(",");
+  let generation = 0;
+
   async function load() {
+    const mine = ++generation;
+    const shown = settings();
     const maxKeV = document.getElementById("range").value;
     const rebin = document.getElementById("rebin").value;
     const log = document.getElementById("yscale").value === "log";
@@ -78,6 +85,7 @@
       api(`/api/spectra?${query({ reactor: "off", rebin, max_keV: maxKeV })}`),
       api(`/api/residual?${query({ rebin: 5, max_keV: Math.min(Number(maxKeV), 120) })}`),
     ]);
+    if (mine !== generation) return; /* a newer request supersedes this one */
     plots.forEach((p) => p.destroy());
     const x = on.bin_edges_keV.slice(0, -1);
     const onY = log ? positive(on.rate_cpd) : on.rate_cpd;
@@ -115,6 +123,7 @@
       `1 keV bins` + (res.curves.length ? "; MM curves from the latest live analysis." :
         "; no live analysis yet, so no MM curves.");
     plots = [onoff, residual];
+    document.getElementById("onoff-plot").dataset.shown = shown;
   }
 
   async function reload() {
