@@ -48,6 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     except NudaqError as err:
         print(f"nudaq {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if type(err).__module__.startswith("sqlalchemy"):
+            reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+            print(
+                f"nudaq {args.command}: error: cannot use the database: {reason}"
+                " (is this the database nudaq up writes?)",
+                file=sys.stderr,
+            )
+            return 2
+        raise
     except KeyboardInterrupt:
         print(f"nudaq {args.command}: interrupted", file=sys.stderr)
         return 130

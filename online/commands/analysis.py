@@ -6,7 +6,6 @@ import argparse
 import json
 
 from daq.commands._common import add_system_options, resolve
-from daq.errors import AnalysisError
 
 from .sensitivity import parse_window
 
@@ -30,19 +29,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from online.analysis_db import analyse_runs
     from online.db.session import make_engine, session_scope
 
     window = parse_window(args.window) if args.window else None
     _, _, db_url = resolve(args)
-    try:
-        with session_scope(make_engine(db_url), readonly=True) as session:
-            inputs, result = analyse_runs(session, args.runs, args.all_runs, window, args.tag)
-    except SQLAlchemyError as err:
-        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-        raise AnalysisError(f"cannot read the nudaq database {db_url}: {reason}") from None
+    with session_scope(make_engine(db_url), readonly=True) as session:
+        inputs, result = analyse_runs(session, args.runs, args.all_runs, window, args.tag)
     if args.plot:
         from online.analysis_plot import plot_analysis
 

@@ -434,4 +434,4 @@ def test_nudaq_analysis_on_a_database_without_tables(tmp_path, capsys):
 
     assert main(["analysis", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}"]) == 2
     err = capsys.readouterr().err
-    assert "cannot read the nudaq database" in err and "Traceback" not in err
+    assert "cannot use the database" in err and "Traceback" not in err
