@@ -5,10 +5,13 @@ loads them), so it is fast and testable. Units: energies keV, exposures kg day, 
 in cpd (counts per kg keV day), mu_nu^2 in 1e-20 mu_B^2, mu_nu limits in mu_B.
 
 Efficiencies come from the random-trigger (RT) events that the ADC injects at a known rate:
-    live fraction     f = RT recorded / RT injected (rate x elapsed time)
+    live fraction     f = RT recorded / RT expected (rate x elapsed time), Poisson error
+                      sqrt(RT recorded) / RT expected (the injected number is itself Poisson,
+                      so f may exceed 1 by a fluctuation),
     accidental veto   P_ac = RT with AC tag / RT recorded, P_crv likewise, P_any for either,
-each with a binomial error. The efficiency-corrected candidate spectrum is
-raw / ((1 - P_any) f), and the exposure the fit sees is (mass x elapsed) f (1 - P_any).
+                      each with a binomial error.
+The efficiency-corrected candidate spectrum is raw / ((1 - P_any) f), and the exposure the
+fit sees is (mass x elapsed) f (1 - P_any).
 
 The mu_nu^2 fit (``online.fit``) uses the window in 1 keV bins, the limit is the
 Feldman-Cousins 90 % CL upper end for a Gaussian measurement bounded at zero, and the
@@ -104,10 +107,9 @@ def efficiencies(
         )
     if rt_any >= rt_events:
         raise AnalysisError(f"{what}: every random trigger was vetoed; no candidate acceptance")
-    live = Measurement(
-        rt_events / rt_expected,
-        float(np.sqrt(rt_events * max(1 - rt_events / rt_expected, 0))) / rt_expected,
-    )
+    # The ADC injects a Poisson number of random triggers (rt_expected is its mean, not a
+    # count) and records a thinned Poisson number of them: the error is Poisson, not binomial.
+    live = Measurement(rt_events / rt_expected, float(np.sqrt(rt_events)) / rt_expected)
     return Efficiencies(
         live,
         _binomial(rt_ac, rt_events),

@@ -81,7 +81,7 @@ def test_fc_coverage_by_gaussian_toys():
 def test_efficiencies_from_random_triggers():
     eff = efficiencies(rt_expected=10_000, rt_events=9_500, rt_ac=300, rt_crv=95, rt_any=390)
     assert eff.live_fraction.value == pytest.approx(0.95)
-    assert eff.live_fraction.error == pytest.approx(np.sqrt(10_000 * 0.95 * 0.05) / 10_000)
+    assert eff.live_fraction.error == pytest.approx(np.sqrt(9_500) / 10_000)
     assert eff.accidental_ac.value == pytest.approx(300 / 9500)
     assert eff.accidental_ac.error == pytest.approx(np.sqrt(300 / 9500 * 9200 / 9500 / 9500))
     assert eff.accidental_crv.value == pytest.approx(0.01)

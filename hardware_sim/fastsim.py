@@ -1,0 +1,269 @@
+"""Long simulated exposures in minutes: fast-mode generator -> event builder -> SQL.
+
+What ``nudaq sim generate`` runs. Each simulated run takes the path of live data minus the
+serial lines and sockets, in one process:
+
+    Generator (fast mode)  ->  daq.wire.Batch per stream  ->  daq.eventbuilder.EventBuilder
+        ->  online.filler.SpectrumFiller (one SQL commit per chunk)
+
+The generator (hardware_sim.generator, fast mode with ``veto_margin_ns`` =
+``builder.max_window_ns``) draws every HPGe pulse and only the veto singles that a tagging
+window can reach. Per chunk of simulated time (CHUNK_S) every stream gets one DATA batch
+whose watermark is the chunk's end, as the readouts send them: HPGe pulses with the ADC dead
+time of the chunk, AC and CRV pulses, and the reactor stream one reading (true thermal power,
+ON flag from ``reactor.on_threshold_MW``) at the chunk's start. Runs begin with BOR and end
+with EOR on every stream, so the event builder, its tags, categories, exposure and dead-time
+bookkeeping are exactly those of live data; the builder's increments go to SQL through the
+live filler, chunk by chunk, so memory stays flat whatever the exposure.
+
+Runs are created with online.runs.create_run (configuration snapshot, ``simulated`` True)
+and have no raw files (the run comment says so). Their clock starts at the wall clock
+of the call and runs on back to back. Stream statistics of the veto streams count only the
+veto pulses drawn (see the generator's fast mode).
+
+Chunks of a run are generated and built in worker processes (one run per task, when
+``workers`` > 1); SQL writes stay in the calling process, one run after the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from daq.config import Config
+from daq.drivers.slowcontrol import Reading
+from daq.eventbuilder import DEFAULT_STREAMS, EventBuilder
+from daq.records import Stream, empty_pulses
+from daq.slowcontrol import reactor_pulses
+from daq.update import BuildUpdate
+from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from online.db.session import session_scope
+from online.filler import SpectrumFiller
+from online.runs import create_run, end_run, next_run_number
+
+from .devices import LN2_FULL_PCT, TEMP_C
+from .generator import Generator
+
+log = logging.getLogger(__name__)
+
+CHUNK_S = 6 * 3600.0
+"""Simulated seconds per chunk: one batch per stream, one builder update, one SQL commit."""
+NS_PER_S = 10**9
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run to simulate: number, DAQ-clock start (ns), duration (ns), thermal power (MW)
+    and the seed of its generator."""
+
+    number: int
+    start_ns: int
+    duration_ns: int
+    power_MW: float
+    seed: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class GeneratedRun:
+    """A simulated run as stored: exposure from the builder's bookkeeping."""
+
+    number: int
+    reactor: str
+    power_MW: float
+    elapsed_s: float
+    live_s: float
+    exposure_kg_day: float
+    """Detector mass x live time (kg day)."""
+    events: dict[str, int]
+
+    def to_json(self) -> dict:
+        return {
+            "run": self.number,
+            "reactor": self.reactor,
+            "power_MW": self.power_MW,
+            "elapsed_s": self.elapsed_s,
+            "live_s": self.live_s,
+            "exposure_kg_day": self.exposure_kg_day,
+            "events": self.events,
+        }
+
+
+def run_batches(
+    config: Config, plan: RunPlan, generator: Generator, chunk_ns: int
+) -> Iterator[list[Batch]]:
+    """The batches of one run, chunk by chunk: first the BORs, then per chunk one DATA batch
+    per stream (watermark = chunk end), last the EORs at the run's stop."""
+    start, stop = plan.start_ns, plan.start_ns + plan.duration_ns
+    seq = dict.fromkeys(DEFAULT_STREAMS, 0)
+
+    def batch(kind: int, stream: Stream, watermark_ns: int, pulses=None, dead_ns=0) -> Batch:
+        pulses = empty_pulses() if pulses is None else pulses
+        out = Batch(kind, stream, plan.number, seq[stream], watermark_ns, pulses, dead_ns)
+        seq[stream] += 1
+        return out
+
+    yield [batch(KIND_BOR, s, start) for s in DEFAULT_STREAMS]
+    threshold = config.reactor.on_threshold_MW
+    for t0 in range(start, stop, chunk_ns):
+        t1 = min(t0 + chunk_ns, stop)
+        pulses, _ = generator.generate(t0, t1, plan.power_MW)
+        reading = Reading(t0, plan.power_MW, config.sim.hv_V, LN2_FULL_PCT, TEMP_C)
+        yield [
+            batch(KIND_DATA, Stream.HPGE, t1, pulses[Stream.HPGE], generator.dead_ns),
+            batch(KIND_DATA, Stream.ACV, t1, pulses[Stream.ACV]),
+            batch(KIND_DATA, Stream.CRV, t1, pulses[Stream.CRV]),
+            batch(KIND_DATA, Stream.REACTOR, t1, reactor_pulses(reading, threshold)),
+        ]
+    yield [batch(KIND_EOR, s, stop) for s in DEFAULT_STREAMS]
+
+
+def build_run(
+    config: Config, plan: RunPlan, chunk_s: float = CHUNK_S, fast: bool = True
+) -> list[BuildUpdate]:
+    """Generate and build one run: the builder's update of every chunk (the last one also
+    holds what the end of run completed). Events are not kept (no raw files).
+
+    The ADC injects random triggers at ``frontends.hpge.rt_rate_hz``, as the readout
+    configures it (CONF RTRATE). ``fast=False`` draws every veto pulse (pulse-level
+    simulation, for comparisons on short exposures)."""
+    margin = config.builder.max_window_ns if fast else None
+    generator = Generator(config.sim, config.detector, plan.seed, veto_margin_ns=margin)
+    generator.rt_rate_hz = config.frontends.hpge.rt_rate_hz
+    builder = EventBuilder(config, plan.number)
+    updates = []
+    for batches in run_batches(config, plan, generator, int(chunk_s * NS_PER_S)):
+        for b in batches:
+            builder.add(b)
+        updates.append(builder.advance())
+    updates[-1].merge(builder.finish())
+    for update in updates:
+        update.events = update.events[:0]
+    return updates
+
+
+def plan_runs(
+    first_number: int,
+    hours: float,
+    run_hours: float,
+    power_MW: float,
+    seed: int,
+    start_ns: int,
+) -> list[RunPlan]:
+    """Back-to-back runs of ``run_hours`` (the last one shorter) covering ``hours``."""
+    total_ns = int(round(hours * 3600 * NS_PER_S))
+    run_ns = int(round(run_hours * 3600 * NS_PER_S))
+    starts = range(0, total_ns, run_ns)
+    return [
+        RunPlan(
+            number=first_number + k,
+            start_ns=start_ns + offset,
+            duration_ns=min(run_ns, total_ns - offset),
+            power_MW=power_MW,
+            seed=(seed, first_number + k),
+        )
+        for k, offset in enumerate(starts)
+    ]
+
+
+def _store(engine: Engine, config: Config, plan: RunPlan, updates: list[BuildUpdate]) -> None:
+    """Commit a run's updates, one transaction per chunk, and close the run."""
+    filler = SpectrumFiller(engine, plan.number, "", config.spectrum.n_bins)
+    for update in updates:
+        filler.add(update)
+        filler.commit()
+    filler.close_run([], end_ns=plan.start_ns + plan.duration_ns)
+    with session_scope(engine) as session:
+        end_run(session, plan.number)
+
+
+def _summary(config: Config, plan: RunPlan, updates: list[BuildUpdate]) -> GeneratedRun:
+    total = BuildUpdate.empty(config.spectrum.n_bins)
+    for update in updates:
+        total.merge(update)
+    ex = total.exposure
+    elapsed = sum(e.elapsed_ns for e in ex.values()) / NS_PER_S
+    live = sum(e.live_ns for e in ex.values()) / NS_PER_S
+    return GeneratedRun(
+        number=plan.number,
+        reactor="on" if ex["on"].elapsed_ns > ex["off"].elapsed_ns else "off",
+        power_MW=plan.power_MW,
+        elapsed_s=elapsed,
+        live_s=live,
+        exposure_kg_day=config.detector.mass_kg * live / SECONDS_PER_DAY,
+        events={
+            "all": sum(e.events_all for e in ex.values()),
+            "ac": sum(e.events_ac for e in ex.values()),
+            "crv": sum(e.events_crv for e in ex.values()),
+            "candidate": sum(e.events_candidate for e in ex.values()),
+            "random_trigger": sum(e.rt_events for e in ex.values()),
+        },
+    )
+
+
+def generate_runs(
+    engine: Engine,
+    config: Config,
+    hours: float,
+    power_MW: float,
+    run_hours: float = 24.0,
+    seed: int | None = None,
+    workers: int = 1,
+    chunk_s: float = CHUNK_S,
+) -> list[GeneratedRun]:
+    """Simulate ``hours`` of data taking at ``power_MW`` into the database as runs of
+    ``run_hours`` (the runs get the next free numbers). ``config`` is stored with every run;
+    its ``sim`` section sets the physics (``sim.mu_nu_1e10`` the injected moment). ``seed``
+    defaults to ``sim.seed``; run N draws from the seed (seed, N)."""
+    if not (hours > 0 and run_hours > 0 and chunk_s > 0):
+        raise ValueError(f"hours ({hours}), run_hours ({run_hours}), chunk_s must be positive")
+    seed = config.sim.seed if seed is None else seed
+    state = "ON" if power_MW >= config.reactor.on_threshold_MW else "OFF"
+    with session_scope(engine) as session:
+        first = next_run_number(session)
+    plans = plan_runs(first, hours, run_hours, power_MW, seed, time.time_ns())
+    comment = (
+        f"fast simulation: reactor {state} at {power_MW:g} MW, mu_nu "
+        f"{config.sim.mu_nu_1e10:g}e-10 mu_B, seed {seed}; veto singles drawn only within "
+        f"{config.builder.max_window_ns} ns of HPGe pulses; no raw files"
+    )
+    out = []
+    for plan, updates in _built(config, plans, chunk_s, workers):
+        with session_scope(engine) as session:
+            create_run(session, plan.number, config, comment, simulated=True)
+        _store(engine, config, plan, updates)
+        out.append(_summary(config, plan, updates))
+        log.info("run %d stored: %s", plan.number, out[-1])
+    return out
+
+
+def _built(
+    config: Config, plans: list[RunPlan], chunk_s: float, workers: int
+) -> Iterator[tuple[RunPlan, list[BuildUpdate]]]:
+    """The built runs in order; with workers > 1 built in a process pool, at most
+    2 x workers runs ahead of the consumer (memory stays flat)."""
+    if workers <= 1:
+        for plan in plans:
+            yield plan, build_run(config, plan, chunk_s)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        ahead: deque = deque()
+        todo = iter(plans)
+        try:
+            for plan in todo:
+                ahead.append((plan, pool.submit(build_run, config, plan, chunk_s)))
+                if len(ahead) >= 2 * workers:
+                    done, future = ahead.popleft()
+                    yield done, future.result()
+            while ahead:
+                done, future = ahead.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in ahead:
+                future.cancel()
