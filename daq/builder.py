@@ -23,14 +23,24 @@ run summary. ``exit`` and SIGTERM end an open run at once with what has arrived,
 Every message received is decoded; undecodable ones are logged and counted as rejected (in
 the summary and in SQL under the stream name "undecodable") and never stop the builder.
 Decoded batches are written to the raw file as received, then given to the EventBuilder.
+
+Replay (daq.replay) drives the same process with more ``begin`` fields: ``replay`` true (no
+raw files are written, spectra are committed once, at the end, and the builder advances
+every REPLAY_BURST_PULSES pulses), ``tag`` (the SQL tag of the results, default "") and
+``variants`` (a list of {"tag", "overrides"}: one EventBuilder and spectrum filler per
+entry, each with its configuration overrides, all fed the same batches: a window scan in
+one pass). Its ``end`` carries ``expect`` {stream name: messages sent}: the run ends once
+that many arrived, instead of waiting for end-of-run messages a damaged file may lack.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
@@ -47,6 +57,7 @@ from .process import StopFlag, base_parser, common_setup
 from .rawfile import PULSES, RawWriter, raw_path
 from .records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
 from .update import StreamDelta
+from .variants import with_overrides
 from .wire import decode
 
 log = logging.getLogger(__name__)
@@ -62,10 +73,26 @@ DRAIN_S = 2.0
 MONITOR_INTERVAL_S = 1.0
 POLL_MS = 100
 UNDECODABLE = "undecodable"
+REPLAY_BURST_PULSES = 1 << 20
+"""Pulses read in replay before the builder advances (bounds what it holds at once)."""
+
+
+@dataclass
+class Variant:
+    """One configuration being built: its event builder and the filler of its SQL tag."""
+
+    tag: str
+    builder: EventBuilder
+    filler: SpectrumFiller
 
 
 class RunRecorder:
-    """One open run: the event builder, its raw files and its spectrum filler."""
+    """One open run: its event builders (one per variant), raw files and spectrum fillers.
+
+    Live: one variant (tag "", the process's configuration), raw files, commits every
+    ``builder.commit_interval_s``. Replay (``replay``): the variants asked for, no raw
+    files, one commit at the close.
+    """
 
     def __init__(
         self,
@@ -75,50 +102,71 @@ class RunRecorder:
         run: int,
         streams: tuple[Stream, ...],
         reactor_on: bool | None,
+        variants: list[dict] | None = None,
+        replay: bool = False,
     ) -> None:
         self.run = run
         self.config = config
-        self.builder = EventBuilder(config, run, streams, reactor_on)
+        self.replay = replay
+        self.variants = [
+            self._variant(engine, v.get("tag", ""), v.get("overrides", {}), streams, reactor_on)
+            for v in variants or [{"tag": ""}]
+        ]
+        self.builder = self.variants[0].builder
         prefix = data_dir / "raw" / f"run{run:06d}"
-        self.raw = RawWriter(prefix, run, config.snapshot())
-        self.raw_file = raw_path(prefix, PULSES)
-        self.filler = SpectrumFiller(engine, run, "", self.builder.n_bins)
+        self.raw = None if replay else RawWriter(prefix, run, config.snapshot())
+        self.raw_file = None if replay else raw_path(prefix, PULSES)
+        self.received: dict[str, int] = {}
         self.undecodable = 0
         self._undecodable_pending = 0
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
         self._next_flush = now + config.builder.raw_flush_interval_s
 
+    def _variant(self, engine, tag: str, overrides: dict, streams, reactor_on) -> Variant:
+        config = with_overrides(self.config, overrides) if overrides else self.config
+        builder = EventBuilder(config, self.run, streams, reactor_on)
+        return Variant(tag, builder, SpectrumFiller(engine, self.run, tag, builder.n_bins))
+
     def add(self, batch) -> None:
-        """Record one received batch and hand it to the event builder."""
-        self.raw.write_batch(batch)
-        self.builder.add(batch)
+        """Record one received batch and hand it to the event builders."""
+        if self.raw is not None:
+            self.raw.write_batch(batch)
+        name = STREAM_NAMES.get(batch.stream, str(batch.stream))
+        self.received[name] = self.received.get(name, 0) + 1
+        for variant in self.variants:
+            variant.builder.add(batch)
 
     def reject_undecodable(self) -> None:
         """Count a message that could not be decoded."""
         self.undecodable += 1
         self._undecodable_pending += 1
+        self.received[UNDECODABLE] = self.received.get(UNDECODABLE, 0) + 1
 
     def advance(self, final: bool = False) -> None:
         """Build what the watermarks allow (everything if final) and store it."""
-        update = self.builder.finish() if final else self.builder.advance()
-        if self._undecodable_pending:
-            delta = update.streams.setdefault(UNDECODABLE, StreamDelta())
-            delta.rejected_messages += self._undecodable_pending
-            self._undecodable_pending = 0
-        self.raw.write_events(update.events)
-        self.filler.add(update)
+        for variant in self.variants:
+            update = variant.builder.finish() if final else variant.builder.advance()
+            if self._undecodable_pending:
+                delta = update.streams.setdefault(UNDECODABLE, StreamDelta())
+                delta.rejected_messages += self._undecodable_pending
+            if self.raw is not None and variant is self.variants[0]:
+                self.raw.write_events(update.events)
+            variant.filler.add(update)
+        self._undecodable_pending = 0
 
     def tick(self) -> None:
-        """Commit spectra and flush raw files when their intervals are due.
+        """Commit spectra and flush raw files when their intervals are due (live only).
 
         A failed commit is logged; its increments stay pending for the next one.
         """
+        if self.replay:
+            return
         now = time.monotonic()
         if now >= self._next_commit:
             self._next_commit = now + self.config.builder.commit_interval_s
             try:
-                self.filler.commit()
+                self.variants[0].filler.commit()
             except (SQLAlchemyError, NudaqError) as err:
                 log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
         if now >= self._next_flush:
@@ -128,14 +176,25 @@ class RunRecorder:
     def close(self, eor_timeout: bool) -> dict:
         """Finish the run: build the rest, final commit, close the files; the run summary."""
         self.advance(final=True)
-        self.filler.close_run(self.raw.close(), end_ns=self.builder.exposure_end_ns)
+        raw_files = self.raw.close() if self.raw is not None else []
+        for variant in self.variants:
+            variant.filler.close_run(raw_files, end_ns=variant.builder.exposure_end_ns)
         summary = self.summary()
         summary["eor_timeout"] = eor_timeout
+        if self.replay:
+            summary["tags"] = {v.tag: self._counts(v.builder) for v in self.variants}
+            summary["received"] = dict(self.received)
+            summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         log.info("run %d closed: %s", self.run, json.dumps(summary))
         return summary
 
+    @staticmethod
+    def _counts(builder: EventBuilder) -> dict:
+        s = builder.summary
+        return {"events": s["events"], "random_trigger_tags": s["rt"]}
+
     def summary(self) -> dict:
-        """The run summary as run control and the shifter see it."""
+        """The run summary as run control and the shifter see it (of the first variant)."""
         s = self.builder.summary
         live = s["live_ns"]
         data = [STREAM_NAMES[st] for st in DATA_STREAMS]
@@ -154,27 +213,36 @@ class RunRecorder:
             "rejected_messages": s["rejected_messages"] + self.undecodable,
             "uncalibrated": s["uncalibrated"],
             "no_eor": s["no_eor"],
-            "raw_file": str(self.raw_file),
+            "raw_file": None if self.raw_file is None else str(self.raw_file),
         }
 
 
 class BuilderProcess:
     """The sockets, the transition handling and the main loop."""
 
-    def __init__(self, config: Config, data_dir: Path, db_url: str, ctx: zmq.Context) -> None:
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        db_url: str,
+        ctx: zmq.Context,
+        name: str = "builder",
+        recv_hwm: int = RECV_HWM,
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.engine = make_engine(db_url)
         self.pull = ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.RCVHWM, RECV_HWM)
+        self.pull.setsockopt(zmq.RCVHWM, recv_hwm)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.bind(config.endpoint("builder_data", data_dir))
         self.pub = ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.bind(config.endpoint("monitor", data_dir))
-        self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), "builder")
+        self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), name)
         self.recorder: RunRecorder | None = None
         self.ending: tuple[dict, float] | None = None
+        self.expected: dict[str, int] | None = None
         self.last_summary: dict | None = None
         self.exit_requested = False
         self._next_monitor = 0.0
@@ -207,6 +275,7 @@ class BuilderProcess:
 
     def _read_data(self) -> None:
         recorder = self.recorder
+        pulses = 0
         for _ in range(BURST):
             try:
                 parts = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -219,6 +288,9 @@ class BuilderProcess:
                 log.warning("run %d: rejected an undecodable message: %s", recorder.run, err)
                 continue
             recorder.add(batch)
+            pulses += len(batch.pulses)
+            if recorder.replay and pulses >= REPLAY_BURST_PULSES:
+                break
         recorder.advance()
 
     def _drain(self) -> None:
@@ -254,8 +326,10 @@ class BuilderProcess:
         streams = tuple(stream_by_name(n) for n in names) if names else DEFAULT_STREAMS
         reactor = transition.get("reactor")
         reactor_on = None if reactor is None else reactor == "on"
+        replay = bool(transition.get("replay", False))
+        variants = transition.get("variants") or [{"tag": transition.get("tag", "")}]
         self.recorder = RunRecorder(
-            self.config, self.data_dir, self.engine, run, streams, reactor_on
+            self.config, self.data_dir, self.engine, run, streams, reactor_on, variants, replay
         )
         log.info("run %d begins; expecting %s", run, ", ".join(STREAM_NAMES[s] for s in streams))
         self.control.ack(transition, run=run)
@@ -270,6 +344,7 @@ class BuilderProcess:
         if run != self.recorder.run:
             raise ValueError(f"run {self.recorder.run} is open, not run {run}")
         self.ending = (transition, time.monotonic() + END_WAIT_S)
+        self.expected = transition.get("expect")
 
     def _exit(self, transition: dict) -> None:
         if self.recorder is not None:
@@ -282,7 +357,12 @@ class BuilderProcess:
             return
         _, deadline = self.ending
         timed_out = time.monotonic() > deadline
-        if not (self.recorder.builder.eor_received or timed_out):
+        if self.expected is not None:
+            received = self.recorder.received
+            arrived = all(received.get(name, 0) >= n for name, n in self.expected.items())
+        else:
+            arrived = self.recorder.builder.eor_received
+        if not (arrived or timed_out):
             return
         if timed_out:
             log.warning("run %d: end-of-run missing after %.0f s", self.recorder.run, END_WAIT_S)
@@ -292,7 +372,7 @@ class BuilderProcess:
         """Close the open run with what has arrived; answer a pending end transition."""
         self._drain()
         recorder, pending = self.recorder, self.ending
-        self.recorder, self.ending = None, None
+        self.recorder, self.ending, self.expected = None, None, None
         try:
             self.last_summary = recorder.close(eor_timeout)
         except (SQLAlchemyError, NudaqError, OSError) as err:
@@ -351,13 +431,17 @@ class BuilderProcess:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m daq.builder``."""
-    args = base_parser("nudaq event builder: batches in, spectra and raw files out").parse_args(
-        argv
+    parser = base_parser("nudaq event builder: batches in, spectra and raw files out")
+    parser.add_argument("--name", default="builder", help="process and log name")
+    parser.add_argument(
+        "--recv-hwm", type=int, default=RECV_HWM, help="messages queued before backpressure"
     )
-    config, data_dir = common_setup(args, "builder")
+    args = parser.parse_args(argv)
+    config, data_dir = common_setup(args, args.name)
     stop = StopFlag()
     ctx = zmq.Context()
-    process = BuilderProcess(config, data_dir, args.db or default_db_url(data_dir), ctx)
+    db_url = args.db or default_db_url(data_dir)
+    process = BuilderProcess(config, data_dir, db_url, ctx, args.name, args.recv_hwm)
     log.info("builder up (pid in logs), data dir %s", data_dir)
     try:
         process.serve(stop)

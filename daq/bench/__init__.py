@@ -1,0 +1,1 @@
+"""Benchmarks of nudaq (``nudaq bench``): each figure measured beside its baseline."""

@@ -1,0 +1,335 @@
+"""The replay reader process of one stream: raw file -> batches -> ZeroMQ PUSH to the builder.
+
+``python -m daq.replay_reader --file F --stream S --endpoint E --board B --slot I [options]``
+
+One OS process per stream (log name ``replay-<stream>``), started by ``daq.replay``. It sends
+the stream's recorded batches in recorded order over the same data path as a live readout,
+so the builder cannot tell a replay from a run.
+
+Two ways of reading:
+
+- intact file (``--index``, written by the replay after ``daq.rawindex.scan_pulses``
+  verified every batch): the recorded batches are re-chunked into messages of at most
+  ``--chunk-pulses`` pulses spanning at most ``--chunk-span-ns`` of DAQ time, renumbered
+  (BOR seq 0, chunks 1.., EOR last), with the last batch's watermark and the summed dead
+  time, drops and lost frames. The EventBuilder's result does not change: a chunk only
+  joins batches that the builder would have accepted one after the other (the reader
+  follows the builder's acceptance rules), and an HPGe chunk never spans a change of the
+  reactor state, since the builder puts a batch's dead time in the state at its watermark.
+  ``--chunk-pulses 0`` sends the recorded batches as they are.
+- damaged file (no ``--index``): every batch RawReader recovers, as recorded.
+
+Flow control: the readers share a small progress board (a memory-mapped int64 array, one
+row per reader: watermark sent, pulses, messages, done). A reader that is more than
+``--lead-ns`` of DAQ time ahead of the slowest unfinished reader waits, so the builder never
+holds more than that lead of any stream: its memory does not grow with the file. ``--speed``
+paces the sends to a multiple of real time (0 = as fast as possible); ``--shuffle-seed``
+permutes the messages within blocks of SHUFFLE_BLOCK (the builder must reorder them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from .rawfile import RawReader
+from .rawindex import PulseIndex
+from .records import FLAG_REACTOR_ON, Stream, stream_by_name
+from .wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch, send_batch
+
+log = logging.getLogger("daq.replay_reader")
+
+BOARD_FIELDS = ("watermark_ns", "pulses", "messages", "done")
+"""Columns of the progress board, one row per reader."""
+SEND_HWM = 4
+"""Messages queued in ZeroMQ per reader before the builder's pace holds the reader."""
+SHUFFLE_BLOCK = 64
+"""Messages permuted among themselves with --shuffle-seed (well below the builder's
+out-of-order allowance, daq.eventbuilder.MAX_PENDING_BATCHES)."""
+NEVER_NS = -(2**62)
+"""Board watermark of a reader that has sent nothing yet."""
+WAIT_S = 0.0005
+
+
+def open_board(path: Path, readers: int | None = None) -> np.ndarray:
+    """The progress board: create it for ``readers`` rows, or open an existing one."""
+    if readers is not None:
+        board = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.int64, shape=(readers, len(BOARD_FIELDS))
+        )
+        board[:, 0] = NEVER_NS
+        board.flush()
+        return board
+    return np.lib.format.open_memmap(path, mode="r+")
+
+
+class _Builder:
+    """The acceptance state the EventBuilder keeps for one stream (daq.eventbuilder._apply)."""
+
+    def __init__(self) -> None:
+        self.complete_ns = -(2**62)
+        self.last_t_ns = -(2**62)
+
+    def accepts(self, t: np.ndarray, watermark_ns: int) -> bool:
+        """Would the builder apply this batch (given as its pulse times and watermark)?"""
+        if watermark_ns < self.complete_ns:
+            return False
+        if len(t) and (t[0] < max(self.complete_ns, self.last_t_ns) or np.any(t[1:] < t[:-1])):
+            return False
+        return True
+
+    def apply(self, t: np.ndarray, watermark_ns: int) -> None:
+        """Follow a batch the builder accepts."""
+        self.complete_ns = watermark_ns
+        if len(t):
+            self.last_t_ns = int(t[-1])
+
+    def accepts_chunk(self, t: np.ndarray, starts: np.ndarray, wm: np.ndarray) -> bool:
+        """Would the builder accept every batch of a chunk, one after the other?
+
+        ``t``: the chunk's pulse times; ``starts``: index in t of each batch's first pulse;
+        ``wm``: each batch's watermark (non-decreasing, checked on the index).
+        """
+        if wm[0] < self.complete_ns or np.any(t[1:] < t[:-1]):
+            return False
+        if not len(t):
+            return True
+        counts = np.diff(np.append(starts, len(t)))
+        before = np.concatenate(([self.complete_ns], wm[:-1]))
+        nonempty = counts > 0
+        return bool(t[0] >= self.last_t_ns and np.all(t[starts[nonempty]] >= before[nonempty]))
+
+
+class _Plan:
+    """The messages of one stream of an intact file (index rows -> wire messages)."""
+
+    def __init__(
+        self, index: PulseIndex, stream: Stream, chunk_pulses: int, chunk_span_ns: int
+    ) -> None:
+        self.index = index
+        self.stream = stream
+        mine = np.flatnonzero(index.batches["stream"] == int(stream))
+        self.rows = mine
+        b = index.batches[mine]
+        self.batches = b
+        self.regular = chunk_pulses > 0 and self._regular(b, index.run)
+        self.groups = self._groups(b, chunk_pulses, chunk_span_ns) if self.regular else None
+
+    @staticmethod
+    def _regular(b: np.ndarray, run: int) -> bool:
+        """Seqs 0..n-1 in file order, BOR first, DATA between, EOR only last, one run,
+        watermarks non-decreasing: then renumbering cannot change what the builder does."""
+        n = len(b)
+        if n < 2 or np.any(b["seq"] != np.arange(n)) or np.any(b["run"] != run):
+            return False
+        kinds = b["kind"]
+        if kinds[0] != KIND_BOR or np.any(kinds[1:-1] != KIND_DATA):
+            return False
+        if kinds[-1] not in (KIND_DATA, KIND_EOR):
+            return False
+        return bool(np.all(np.diff(b["watermark_ns"]) >= 0))
+
+    def _groups(self, b: np.ndarray, chunk_pulses: int, chunk_span_ns: int) -> np.ndarray:
+        """Group id of every DATA batch (BOR and a final EOR are messages of their own)."""
+        data = slice(1, len(b) - 1 if b["kind"][-1] == KIND_EOR else len(b))
+        d = b[data]
+        before = np.cumsum(d["n"]) - d["n"]
+        key = np.zeros(len(d), dtype=np.int64)
+        if len(d):
+            span = (d["watermark_ns"] - d["watermark_ns"][0]) // max(chunk_span_ns, 1)
+            breaks = np.r_[False, (np.diff(before // chunk_pulses) != 0) | (np.diff(span) != 0)]
+            if self.stream == Stream.HPGE:
+                state = self._reactor_state(d["watermark_ns"] - 1)
+                breaks |= np.r_[False, np.diff(state) != 0]
+            key = np.cumsum(breaks)
+        groups = np.full(len(b), -1, dtype=np.int64)
+        groups[data] = key
+        return groups
+
+    def _reactor_state(self, t: np.ndarray) -> np.ndarray:
+        """Reactor state (0/1) at each time as the builder looks it up (last reading at or
+        before t, else the first); -1 per batch when the reactor stream is not regular
+        (then each batch with dead time ends its chunk)."""
+        rows = np.flatnonzero(self.index.batches["stream"] == int(Stream.REACTOR))
+        readings = self.index.pulses(rows)
+        if not self._regular(self.index.batches[rows], self.index.run) or np.any(
+            np.diff(readings["t_ns"]) < 0
+        ):
+            dead = self.batches["dead_ns"][1 : 1 + len(t)] > 0
+            return np.cumsum(dead) + dead  # changes after every batch with dead time
+        if not len(readings):
+            return np.zeros(len(t), dtype=np.int64)
+        i = np.maximum(np.searchsorted(readings["t_ns"], t, side="right") - 1, 0)
+        return ((readings["flags"][i] & FLAG_REACTOR_ON) != 0).astype(np.int64)
+
+    def messages(self) -> Iterator[Batch]:
+        """The wire messages in sending order."""
+        b = self.batches
+        if not self.regular:
+            for i, row in enumerate(self.rows):
+                yield self._batch(b[i], self.index.pulses([row]), int(b["seq"][i]))
+            return
+        state = _Builder()
+        seq = 0
+        boundaries = np.flatnonzero(np.diff(self.groups) != 0) + 1
+        for part in np.split(np.arange(len(b)), boundaries):
+            pulses = self.index.pulses(self.rows[part])
+            t = pulses["t_ns"]
+            if self.groups[part[0]] >= 0 and len(part) > 1:
+                starts = np.cumsum(b["n"][part]) - b["n"][part]
+                if state.accepts_chunk(t, starts, b["watermark_ns"][part]):
+                    state.apply(t, int(b["watermark_ns"][part[-1]]))
+                    yield self._chunk(b[part], pulses, seq)
+                    seq += 1
+                    continue
+            for i in part:  # a message of its own, or a chunk the builder would not accept
+                one = self.index.pulses([self.rows[i]])
+                if state.accepts(one["t_ns"], int(b["watermark_ns"][i])):
+                    state.apply(one["t_ns"], int(b["watermark_ns"][i]))
+                yield self._batch(b[i], one, seq)
+                seq += 1
+
+    def _batch(self, row: np.void, pulses: np.ndarray, seq: int) -> Batch:
+        return Batch(
+            int(row["kind"]),
+            int(row["stream"]),
+            int(row["run"]),
+            seq,
+            int(row["watermark_ns"]),
+            pulses,
+            int(row["dead_ns"]),
+            int(row["dropped"]),
+            int(row["lost_frames"]),
+        )
+
+    def _chunk(self, rows: np.ndarray, pulses: np.ndarray, seq: int) -> Batch:
+        return Batch(
+            KIND_DATA,
+            int(self.stream),
+            self.index.run,
+            seq,
+            int(rows["watermark_ns"][-1]),
+            pulses,
+            int(rows["dead_ns"].sum()),
+            int(rows["dropped"].sum()),
+            int(rows["lost_frames"].sum()),
+        )
+
+
+def recorded_batches(path: Path, stream: Stream) -> Iterator[Batch]:
+    """Every batch of the stream that RawReader recovers from a (damaged) file, as recorded."""
+    for batch in RawReader(path).iter_batches():
+        if batch.stream == stream:
+            yield batch
+
+
+def shuffled(messages: Iterator[Batch], seed: int) -> Iterator[Batch]:
+    """The messages permuted within consecutive blocks of SHUFFLE_BLOCK."""
+    rng = np.random.default_rng(seed)
+    block: list[Batch] = []
+    for message in messages:
+        block.append(message)
+        if len(block) == SHUFFLE_BLOCK:
+            yield from (block[i] for i in rng.permutation(len(block)))
+            block = []
+    yield from (block[i] for i in rng.permutation(len(block)))
+
+
+class Sender:
+    """Sends messages with pacing and the progress board's flow control."""
+
+    def __init__(self, args: argparse.Namespace, board: np.ndarray, socket: zmq.Socket) -> None:
+        self.board = board
+        self.slot = args.slot
+        self.lead_ns = args.lead_ns
+        self.speed = args.speed
+        self.t0_ns = args.t0_ns
+        self.socket = socket
+        self.start = time.monotonic()
+
+    def _wait_for_others(self) -> None:
+        while True:
+            others = np.delete(self.board, self.slot, axis=0)
+            running = others[others[:, 3] == 0, 0]
+            if not len(running) or self.board[self.slot, 0] <= running.min() + self.lead_ns:
+                return
+            time.sleep(WAIT_S)
+
+    def send(self, batch: Batch) -> None:
+        """Send one message once flow control and pacing allow it."""
+        self._wait_for_others()
+        if self.speed > 0:
+            due = self.start + (batch.watermark_ns - self.t0_ns) / (self.speed * 1e9)
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        send_batch(self.socket, batch)
+        row = self.board[self.slot]
+        row[0] = max(row[0], batch.watermark_ns)
+        row[1] += len(batch.pulses)
+        row[2] += 1
+
+    def finish(self) -> None:
+        self.board[self.slot, 3] = 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="nudaq replay reader: one stream of a raw file")
+    p.add_argument("--file", type=Path, required=True, help="raw pulses file")
+    p.add_argument("--stream", required=True, help="hpge, acv, crv or reactor")
+    p.add_argument("--endpoint", required=True, help="the builder's data endpoint (PUSH)")
+    p.add_argument("--board", type=Path, required=True, help="progress board (.npy)")
+    p.add_argument("--slot", type=int, required=True, help="this reader's row on the board")
+    p.add_argument("--index", type=Path, help="verified batch index (.npy): intact file")
+    p.add_argument("--chunk-pulses", type=int, default=1 << 17)
+    p.add_argument("--chunk-span-ns", type=int, default=10**11)
+    p.add_argument("--lead-ns", type=int, default=10**11, help="DAQ time ahead of the others")
+    p.add_argument("--speed", type=float, default=0.0, help="x real time (0: as fast as can)")
+    p.add_argument("--t0-ns", type=int, default=0, help="DAQ time of the start (pacing)")
+    p.add_argument("--shuffle-seed", type=int, help="permute messages within blocks")
+    p.add_argument("--data-dir", type=Path, required=True, help="logs go to DIR/logs")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m daq.replay_reader``."""
+    from .process import setup_logging
+
+    args = parse_args(argv)
+    stream = stream_by_name(args.stream)
+    setup_logging(f"replay-{args.stream}", args.data_dir)
+    if args.index is not None:
+        index = PulseIndex.open(args.file, args.index)
+        messages = _Plan(index, stream, args.chunk_pulses, args.chunk_span_ns).messages()
+    else:
+        messages = recorded_batches(args.file, stream)
+    if args.shuffle_seed is not None:
+        messages = shuffled(messages, args.shuffle_seed)
+    board = open_board(args.board)
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, SEND_HWM)
+    push.setsockopt(zmq.LINGER, -1)
+    push.connect(args.endpoint)
+    sender = Sender(args, board, push)
+    try:
+        for batch in messages:
+            sender.send(batch)
+    finally:
+        push.close()  # lingers until every message reached the builder
+        ctx.term()
+        sender.finish()
+    row = board[args.slot]
+    log.info("%s: %d pulses in %d messages", args.stream, row[1], row[2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
