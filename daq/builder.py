@@ -53,6 +53,7 @@ from .config import Config, default_db_url
 from .control import ControlClient
 from .errors import NudaqError, WireError
 from .eventbuilder import DEFAULT_STREAMS, EventBuilder
+from .kernels import warm_up
 from .process import StopFlag, base_parser, common_setup
 from .rawfile import PULSES, RawWriter, raw_path
 from .records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
@@ -84,6 +85,18 @@ class Variant:
     tag: str
     builder: EventBuilder
     filler: SpectrumFiller
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM, which unlike ru_maxrss does not
+    carry over the forking parent's size across exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class RunRecorder:
@@ -184,7 +197,7 @@ class RunRecorder:
         if self.replay:
             summary["tags"] = {v.tag: self._counts(v.builder) for v in self.variants}
             summary["received"] = dict(self.received)
-            summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            summary["peak_rss_mb"] = peak_rss_mb()
         log.info("run %d closed: %s", self.run, json.dumps(summary))
         return summary
 
@@ -327,6 +340,8 @@ class BuilderProcess:
         reactor = transition.get("reactor")
         reactor_on = None if reactor is None else reactor == "on"
         replay = bool(transition.get("replay", False))
+        if replay:
+            warm_up()  # before the acknowledgement: the replay's clock starts after it
         variants = transition.get("variants") or [{"tag": transition.get("tag", "")}]
         self.recorder = RunRecorder(
             self.config, self.data_dir, self.engine, run, streams, reactor_on, variants, replay

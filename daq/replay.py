@@ -52,7 +52,7 @@ from .errors import NudaqError, RawFileError, RunControlError
 from .rawfile import PULSES, RawDamage, RawReader, raw_path
 from .rawindex import PulseIndex, scan_pulses
 from .records import STREAM_NAMES, Stream
-from .replay_reader import open_board
+from .replay_reader import open_board, readers_ready, start_readers
 from .runcontrol import RunControl
 from .scan import Scan, scan_figures
 from .supervisor import Supervisor
@@ -293,14 +293,23 @@ class _Session:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress) -> None:
-    """Until every reader exited (pumping run control, showing progress)."""
-    while any(r.popen.poll() is None for r in session.readers):
+def _start(session: _Session, board: np.ndarray) -> float:
+    """Wait until every reader is ready, start them; the start time (monotonic s)."""
+    while not readers_ready(board):
         session.alive()
-        session.rc.pump(50)
+        session.rc.pump(10)
+    start_readers(board)
+    return time.monotonic()
+
+
+def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress) -> None:
+    """Until every reader has handed all its messages to ZeroMQ (pumping run control,
+    showing progress)."""
+    while not np.all(board[:-1, 3] == 1):
+        session.alive()
+        session.rc.pump(5)
         if progress is not None:
-            progress(int(board[:, 1].sum()), total)
-    session.alive()
+            progress(int(board[:-1, 1].sum()), total)
 
 
 def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=None) -> ReplayResult:
@@ -336,8 +345,8 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         )
         board_path = session.tmp / "board.npy"
         board = open_board(board_path, len(STREAMS))
-        start = time.monotonic()
         session.start_readers(path, index, board_path)
+        start = _start(session, board)
         total = int(index.batches["n"].sum())
         _wait_for_readers(session, board, total, progress)
         expect = {STREAM_NAMES[s]: int(board[i, 2]) for i, s in enumerate(STREAMS)}

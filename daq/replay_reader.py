@@ -20,7 +20,9 @@ Two ways of reading:
 - damaged file (no ``--index``): every batch RawReader recovers, as recorded.
 
 Flow control: the readers share a small progress board (a memory-mapped int64 array, one
-row per reader: watermark sent, pulses, messages, done). A reader that is more than
+row per reader: watermark sent, pulses, messages, done, ready). Each reader prepares its
+first message, says it is ready and waits for the start signal (the board's last row), so
+the replay's clock measures streaming, not process start-up. A reader that is more than
 ``--lead-ns`` of DAQ time ahead of the slowest unfinished reader waits, so the builder never
 holds more than that lead of any stream: its memory does not grow with the file. ``--speed``
 paces the sends to a multiple of real time (0 = as fast as possible); ``--shuffle-seed``
@@ -30,6 +32,7 @@ permutes the messages within blocks of SHUFFLE_BLOCK (the builder must reorder t
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 import time
@@ -46,8 +49,8 @@ from .wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch, send_batch
 
 log = logging.getLogger("daq.replay_reader")
 
-BOARD_FIELDS = ("watermark_ns", "pulses", "messages", "done")
-"""Columns of the progress board, one row per reader."""
+BOARD_FIELDS = ("watermark_ns", "pulses", "messages", "done", "ready")
+"""Columns of the progress board, one row per reader; a last row holds the start signal."""
 SEND_HWM = 4
 """Messages queued in ZeroMQ per reader before the builder's pace holds the reader."""
 SHUFFLE_BLOCK = 64
@@ -59,15 +62,27 @@ WAIT_S = 0.0005
 
 
 def open_board(path: Path, readers: int | None = None) -> np.ndarray:
-    """The progress board: create it for ``readers`` rows, or open an existing one."""
+    """The progress board: create it for ``readers`` rows (plus the start row), or open it."""
     if readers is not None:
         board = np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.int64, shape=(readers, len(BOARD_FIELDS))
+            path, mode="w+", dtype=np.int64, shape=(readers + 1, len(BOARD_FIELDS))
         )
         board[:, 0] = NEVER_NS
+        board[-1, 0] = 0
         board.flush()
         return board
     return np.lib.format.open_memmap(path, mode="r+")
+
+
+def start_readers(board: np.ndarray) -> None:
+    """Give the start signal."""
+    board[-1, 0] = 1
+
+
+def readers_ready(board: np.ndarray) -> bool:
+    """True once every reader prepared its first message (or already finished)."""
+    rows = board[:-1]
+    return bool(np.all((rows[:, 4] == 1) | (rows[:, 3] == 1)))
 
 
 class _Builder:
@@ -253,12 +268,23 @@ class Sender:
         self.t0_ns = args.t0_ns
         self.socket = socket
         self.start = time.monotonic()
+        self.waited_s = 0.0
+        self.sending_s = 0.0
+
+    def wait_for_start(self) -> None:
+        """Say this reader is ready, then wait for the start signal."""
+        self.board[self.slot, 4] = 1
+        while self.board[-1, 0] == 0:
+            time.sleep(WAIT_S)
+        self.start = time.monotonic()
 
     def _wait_for_others(self) -> None:
+        started = time.monotonic()
         while True:
-            others = np.delete(self.board, self.slot, axis=0)
+            others = np.delete(self.board[:-1], self.slot, axis=0)
             running = others[others[:, 3] == 0, 0]
             if not len(running) or self.board[self.slot, 0] <= running.min() + self.lead_ns:
+                self.waited_s += time.monotonic() - started
                 return
             time.sleep(WAIT_S)
 
@@ -270,7 +296,9 @@ class Sender:
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+        started = time.monotonic()
         send_batch(self.socket, batch)
+        self.sending_s += time.monotonic() - started
         row = self.board[self.slot]
         row[0] = max(row[0], batch.watermark_ns)
         row[1] += len(batch.pulses)
@@ -320,14 +348,28 @@ def main(argv: list[str] | None = None) -> int:
     push.connect(args.endpoint)
     sender = Sender(args, board, push)
     try:
-        for batch in messages:
+        first = next(messages, None)
+        sender.wait_for_start()
+        for batch in itertools.chain([first] if first is not None else [], messages):
             sender.send(batch)
-    finally:
-        push.close()  # lingers until every message reached the builder
+    except BaseException:
+        push.close(linger=0)
         ctx.term()
-        sender.finish()
+        raise
+    push.close()  # lingers until every message went to the builder
+    ctx.term()
+    sender.finish()
     row = board[args.slot]
-    log.info("%s: %d pulses in %d messages", args.stream, row[1], row[2])
+    log.info(
+        "%s: %d pulses in %d messages in %.3f s (%.3f s waiting for the other readers,"
+        " %.3f s in sends)",
+        args.stream,
+        row[1],
+        row[2],
+        time.monotonic() - sender.start,
+        sender.waited_s,
+        sender.sending_s,
+    )
     return 0
 
 
