@@ -114,7 +114,7 @@ def write_synthetic_run(
     prefix: Path,
     run: int,
     duration_s: float,
-    rates: Rates = Rates(),
+    rates: Rates | None = None,
     batch_s: float = 0.05,
     seed: int = 1,
     config: Config | None = None,
@@ -122,6 +122,7 @@ def write_synthetic_run(
     """Record a synthetic run of ``duration_s`` DAQ seconds under ``prefix`` (see module doc);
     returns the raw files [pulses, events] (the events file stays empty)."""
     config = config or Config()
+    rates = rates or Rates()
     rng = np.random.default_rng(seed)
     dead_ns = config.sim.adc_dead_time_ns
     t_stop = T0_NS + int(duration_s * 1e9)

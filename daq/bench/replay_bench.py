@@ -1,0 +1,48 @@
+"""End-to-end replay throughput and the builder's peak memory, through ``nudaq replay``.
+
+A synthetic run at the realistic rates (daq.bench.synthetic) is written with the raw
+writer and replayed by the real command (its own processes, a fresh SQLite database); the
+figures are those of its --json summary: pulses per second over the streaming (readers
+started, builder through its final commit) and over the whole command, and the builder's
+peak RSS. A second run a tenth as long is the memory baseline: a flat builder peaks the
+same.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..rawfile import PULSES, raw_path
+from .synthetic import Rates, write_synthetic_run
+
+MIN_PULSES = 10_000_000
+REALISTIC = Rates()
+
+
+def duration_for(pulses: int) -> float:
+    """DAQ seconds of a synthetic run at the realistic rates holding about ``pulses``."""
+    return pulses / REALISTIC.total_hz * 1.01
+
+
+def replay_run(work: Path, name: str, duration_s: float) -> dict:
+    """Write a synthetic run of ``duration_s`` and replay it; the replay's JSON summary plus
+    ``command_s`` (wall time of the whole command, s)."""
+    prefix = work / name / "run000001"
+    files = write_synthetic_run(prefix, 1, duration_s)
+    command = [sys.executable, "-m", "daq.cli", "replay", str(raw_path(prefix, PULSES))]
+    command += ["--db", f"sqlite:///{work / name / 'replay.sqlite'}"]
+    command += ["--data-dir", str(work / name), "--json"]
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"nudaq replay failed ({out.returncode}): {out.stderr[-2000:]}")
+    summary = json.loads(out.stdout)
+    summary["command_s"] = elapsed
+    summary["file_bytes"] = files[0].bytes
+    files[0].path.unlink()
+    return summary

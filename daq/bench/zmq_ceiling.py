@@ -1,0 +1,62 @@
+"""The transport ceiling: raw pyzmq PUSH/PULL between two processes, replay-sized messages.
+
+A sender process pushes ``messages`` two-part messages (a 48-byte header frame and a
+payload of ``pulses`` PULSE_DTYPE records, the same buffer every time, zero-copy) with the
+replay readers' socket options; this process pulls and counts them. What it measures is
+the most that any replay through ZeroMQ could move on this machine and transport.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from ..records import PULSE_DTYPE
+from ..replay import CHUNK_PULSES, RECV_HWM
+from ..replay_reader import SEND_HWM
+from ..wire import KIND_DATA, Batch
+
+
+def _push(endpoint: str, pulses: int, messages: int) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+    sock.connect(endpoint)
+    batch = Batch(KIND_DATA, 1, 1, 1, 0, np.zeros(pulses, PULSE_DTYPE))
+    frames = batch.frames()
+    for _ in range(messages):
+        sock.send_multipart(frames, copy=False)
+    sock.close(linger=-1)
+    ctx.term()
+
+
+def pushpull_pulses_per_s(transport: str, pulses: int = CHUNK_PULSES, messages: int = 400) -> float:
+    """Pulses per second through PUSH/PULL over ``transport`` ('ipc' or 'tcp')."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, RECV_HWM)
+    with tempfile.TemporaryDirectory(prefix="nqz", dir="/tmp") as tmp:
+        if transport == "ipc":
+            endpoint = f"ipc://{Path(tmp) / 'ceiling'}"
+            pull.bind(endpoint)
+        else:
+            port = pull.bind_to_random_port("tcp://127.0.0.1")
+            endpoint = f"tcp://127.0.0.1:{port}"
+        sender = multiprocessing.get_context("spawn").Process(
+            target=_push, args=(endpoint, pulses, messages)
+        )
+        sender.start()
+        pull.recv_multipart(copy=False)  # the clock starts at the first message
+        start = time.perf_counter()
+        for _ in range(messages - 1):
+            pull.recv_multipart(copy=False)
+        elapsed = time.perf_counter() - start
+        sender.join()
+    pull.close()
+    ctx.term()
+    return (messages - 1) * pulses / elapsed
