@@ -1,0 +1,101 @@
+"""A live ``nudaq up --sim`` writes analysis-history rows at the configured interval.
+
+The whole system through real processes (simulated hardware at 20x speed); the monitor calls
+online.live.record_live_analysis every ``analysis.interval_s`` (2 s here, from a TOML file)
+while the run is going. The monitor looks once per second, so rows come 2 to 3 s apart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from online.db.models import AnalysisHistory
+from online.db.session import make_engine, session_scope
+
+pytestmark = pytest.mark.slow
+
+INTERVAL_S = 2.0
+ROWS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def data_dir():
+    """A short data directory (ipc socket paths must stay under ~100 characters)."""
+    path = Path(tempfile.mkdtemp(prefix="nqa", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def history(engine) -> list[AnalysisHistory]:
+    with session_scope(engine, readonly=True) as session:
+        try:
+            return list(session.scalars(select(AnalysisHistory).order_by(AnalysisHistory.id)))
+        except OperationalError:  # the database or its tables do not exist yet
+            return []
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl-C to nudaq up (it ends the run and its processes); kill what is left by pid."""
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for child in children:
+        if child.is_running():
+            child.kill()
+
+
+def test_live_analysis_rows_at_the_configured_interval(data_dir):
+    config = data_dir / "live.toml"
+    config.write_text(f"[analysis]\ninterval_s = {INTERVAL_S}\n\n[web]\nport = {free_port()}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daq.cli", "up", "--sim", "--speed", "20"]
+        + ["--config", str(config), "--data-dir", str(data_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    engine = make_engine(f"sqlite:///{data_dir / 'nudaq.sqlite'}")
+    try:
+        deadline = time.monotonic() + 120
+        rows = []
+        while len(rows) < ROWS and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.5)
+            rows = history(engine)
+    finally:
+        stop(process)
+        engine.dispose()
+    assert len(rows) >= ROWS, "too few analysis_history rows within 120 s"
+    stamps = np.array([r.time_utc.timestamp() for r in rows])
+    gaps = np.diff(stamps)
+    assert np.all(gaps > INTERVAL_S - 0.1), gaps
+    assert np.all(gaps < INTERVAL_S + 2.0), gaps
+    assert np.median(gaps) < INTERVAL_S + 1.2, gaps
+    assert {r.run_number for r in rows} == {1}
+    exposures = [r.exposure_on_kg_day for r in rows]
+    assert exposures[-1] > 0 and np.all(np.diff(exposures) >= 0)
+    assert rows[-1].live_fraction is not None and rows[-1].accidental_ac is not None
