@@ -27,16 +27,6 @@ def _hours(text: str) -> float:
     return value
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def _mu_nu(text: str) -> float:
     try:
         value = float(text)
@@ -74,9 +64,6 @@ def register(subparsers) -> None:
     )
     g.add_argument("--seed", type=int, help="random seed (default: sim.seed); run N uses (S, N)")
     g.add_argument("--run-hours", type=_hours, default=24.0, help="hours per run (default 24)")
-    g.add_argument(
-        "--workers", type=_workers, default=1, help="processes generating runs (default 1)"
-    )
     add_system_options(g)
     g.add_argument("--json", action="store_true", help="the runs created as one JSON object")
     g.set_defaults(func=run)
@@ -97,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(db_url)
     try:
         upgrade_database(engine)
-        runs = generate_runs(
-            engine, config, args.hours, power, args.run_hours, workers=args.workers
-        )
+        runs = generate_runs(engine, config, args.hours, power, args.run_hours)
     finally:
         engine.dispose()
     total = {
