@@ -39,12 +39,13 @@ Fast mode (``veto_margin_ns`` set): long exposures in minutes
     on each merged interval of length L a Poisson number (mean rate x L) of uniform integer
     times. Restricting a Poisson process to a set gives exactly that, so every tag and every
     spectrum has the statistics of the full simulation as long as m >= the widest builder
-    window, while ~2 kHz of veto singles (~10^10 pulses per ON/OFF campaign) shrink to
-    ~(rate x 2m) per HPGe pulse. To know the windows that reach back into a slice, the fast
-    mode draws the HPGe sources ahead of the slice by m (the part past t1 waits in the
-    pending rows, drawn at the slice's power and RT rate). What it does not give: veto
-    pulses far from any HPGe pulse (veto-stream pulse counts and rates are not the
-    hardware's), and the truth holds only the veto singles drawn.
+    window, while 1.3 kHz of veto singles at the defaults (3 x 10^10 pulses in 4712 h ON +
+    1250 h OFF) shrink to rate x (2m + 1) per HPGe pulse (0.008 at m = 5 us). To know the
+    windows that reach back into a slice, the fast mode draws the HPGe sources ahead of the
+    slice by m (the part past t1 waits in the pending rows, drawn at the slice's power and
+    RT rate). What it does not give: veto pulses far from any HPGe pulse (veto-stream pulse
+    counts and rates are not the hardware's), and the truth holds only the veto singles
+    drawn.
 """
 
 from __future__ import annotations
