@@ -52,7 +52,7 @@ from .errors import NudaqError, RawFileError, RunControlError
 from .rawfile import PULSES, RawDamage, RawReader, raw_path
 from .rawindex import PulseIndex, scan_pulses
 from .records import STREAM_NAMES, Stream
-from .replay_reader import open_board, readers_ready, start_readers
+from .replay_reader import open_board, readers_ready, release_readers, start_readers
 from .runcontrol import RunControl
 from .scan import Scan, scan_figures
 from .supervisor import Supervisor
@@ -354,6 +354,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
             BUILDER, "end", END_TIMEOUT_S, session.alive, run=index.run, expect=expect
         )
         wall = time.monotonic() - start
+        release_readers(board)
     finally:
         session.close()
     pulses = {STREAM_NAMES[s]: int(board[i, 1]) for i, s in enumerate(STREAMS)}

@@ -20,13 +20,16 @@ Two ways of reading:
 - damaged file (no ``--index``): every batch RawReader recovers, as recorded.
 
 Flow control: the readers share a small progress board (a memory-mapped int64 array, one
-row per reader: watermark sent, pulses, messages, done, ready). Each reader prepares its
-first message, says it is ready and waits for the start signal (the board's last row), so
-the replay's clock measures streaming, not process start-up. A reader that is more than
-``--lead-ns`` of DAQ time ahead of the slowest unfinished reader waits, so the builder never
-holds more than that lead of any stream: its memory does not grow with the file. ``--speed``
-paces the sends to a multiple of real time (0 = as fast as possible); ``--shuffle-seed``
-permutes the messages within blocks of SHUFFLE_BLOCK (the builder must reorder them).
+row per reader: watermark sent, pulses, messages, done, ready; a last row for the replay's
+start and release signals). A reader that is more than ``--lead-ns`` of DAQ time ahead of
+the slowest unfinished reader waits, so the builder never holds more than that lead of any
+stream: its memory does not grow with the file. Each reader prepares its first message,
+says it is ready and waits for the start signal, so the replay's clock measures streaming,
+not process start-up. A reader that has sent everything stays connected until the replay
+releases it (after the builder acknowledged the end of the run): ZeroMQ drops what is still
+in flight from a peer that goes away. ``--speed`` paces the sends to a multiple of real
+time (0 = as fast as possible); ``--shuffle-seed`` permutes the messages within blocks of
+SHUFFLE_BLOCK (the builder must reorder them).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -77,6 +81,11 @@ def open_board(path: Path, readers: int | None = None) -> np.ndarray:
 def start_readers(board: np.ndarray) -> None:
     """Give the start signal."""
     board[-1, 0] = 1
+
+
+def release_readers(board: np.ndarray) -> None:
+    """Let the readers close their sockets and exit (the builder has everything)."""
+    board[-1, 1] = 1
 
 
 def readers_ready(board: np.ndarray) -> bool:
@@ -305,7 +314,11 @@ class Sender:
         row[2] += 1
 
     def finish(self) -> None:
+        """Say everything was sent, then stay connected until released (or orphaned)."""
         self.board[self.slot, 3] = 1
+        parent = os.getppid()
+        while self.board[-1, 1] == 0 and os.getppid() == parent:
+            time.sleep(WAIT_S * 10)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -344,7 +357,6 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.SNDHWM, SEND_HWM)
-    push.setsockopt(zmq.LINGER, -1)
     push.connect(args.endpoint)
     sender = Sender(args, board, push)
     try:
@@ -352,24 +364,21 @@ def main(argv: list[str] | None = None) -> int:
         sender.wait_for_start()
         for batch in itertools.chain([first] if first is not None else [], messages):
             sender.send(batch)
-    except BaseException:
+        row = board[args.slot]
+        log.info(
+            "%s: %d pulses in %d messages in %.3f s (%.3f s waiting for the other readers,"
+            " %.3f s in sends)",
+            args.stream,
+            row[1],
+            row[2],
+            time.monotonic() - sender.start,
+            sender.waited_s,
+            sender.sending_s,
+        )
+        sender.finish()
+    finally:
         push.close(linger=0)
         ctx.term()
-        raise
-    push.close()  # lingers until every message went to the builder
-    ctx.term()
-    sender.finish()
-    row = board[args.slot]
-    log.info(
-        "%s: %d pulses in %d messages in %.3f s (%.3f s waiting for the other readers,"
-        " %.3f s in sends)",
-        args.stream,
-        row[1],
-        row[2],
-        time.monotonic() - sender.start,
-        sender.waited_s,
-        sender.sending_s,
-    )
     return 0
 
 

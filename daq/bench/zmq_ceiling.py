@@ -22,7 +22,7 @@ from ..replay_reader import SEND_HWM
 from ..wire import KIND_DATA, Batch
 
 
-def _push(endpoint: str, pulses: int, messages: int) -> None:
+def _push(endpoint: str, pulses: int, messages: int, received) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -31,7 +31,8 @@ def _push(endpoint: str, pulses: int, messages: int) -> None:
     frames = batch.frames()
     for _ in range(messages):
         sock.send_multipart(frames, copy=False)
-    sock.close(linger=-1)
+    received.wait()  # ZeroMQ drops what is in flight from a peer that goes away
+    sock.close(linger=0)
     ctx.term()
 
 
@@ -47,15 +48,16 @@ def pushpull_pulses_per_s(transport: str, pulses: int = CHUNK_PULSES, messages: 
         else:
             port = pull.bind_to_random_port("tcp://127.0.0.1")
             endpoint = f"tcp://127.0.0.1:{port}"
-        sender = multiprocessing.get_context("spawn").Process(
-            target=_push, args=(endpoint, pulses, messages)
-        )
+        spawn = multiprocessing.get_context("spawn")
+        received = spawn.Event()
+        sender = spawn.Process(target=_push, args=(endpoint, pulses, messages, received))
         sender.start()
         pull.recv_multipart(copy=False)  # the clock starts at the first message
         start = time.perf_counter()
         for _ in range(messages - 1):
             pull.recv_multipart(copy=False)
         elapsed = time.perf_counter() - start
+        received.set()
         sender.join()
     pull.close()
     ctx.term()
