@@ -135,6 +135,7 @@ class RunRecorder:
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
         self._next_flush = now + config.builder.raw_flush_interval_s
+        self._cpu_start = time.process_time()
 
     def _variant(self, engine, tag: str, overrides: dict, streams, reactor_on) -> Variant:
         config = with_overrides(self.config, overrides) if overrides else self.config
@@ -198,6 +199,7 @@ class RunRecorder:
             summary["tags"] = {v.tag: self._counts(v.builder) for v in self.variants}
             summary["received"] = dict(self.received)
             summary["peak_rss_mb"] = peak_rss_mb()
+            summary["cpu_s"] = time.process_time() - self._cpu_start
         log.info("run %d closed: %s", self.run, json.dumps(summary))
         return summary
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import Config
-from .kernels import calibrate, fill_histogram, tag_window
+from .kernels import calibrate, fill_histogram, is_sorted, tag_window, times_at_least
 from .records import (
     EVENT_DTYPE,
     FLAG_REACTOR_ON,
@@ -182,7 +182,7 @@ class EventBuilder:
         if batch.pulses.dtype != PULSE_DTYPE:
             return f"pulses of dtype {batch.pulses.dtype}"
         t = batch.pulses["t_ns"]
-        if len(t) > 1 and np.any(t[1:] < t[:-1]):
+        if len(t) > 1 and not is_sorted(t):
             return "pulses not time-ordered"
         return ""
 
@@ -243,9 +243,9 @@ class EventBuilder:
         if not len(pulses):
             return
         if st.stream == Stream.ACV:
-            st.chunks.append(t[pulses["adc"] >= self._ac_threshold])
+            st.chunks.append(times_at_least(t, pulses["adc"], self._ac_threshold))
         elif st.stream == Stream.CRV:
-            st.chunks.append(t[pulses["adc"] >= self._crv_threshold])
+            st.chunks.append(times_at_least(t, pulses["adc"], self._crv_threshold))
         else:
             st.chunks.append(pulses)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .records import TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, Category
+from .records import PULSE_DTYPE, TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, Category
 
 SEARCH_RATIO = 32
 """Veto pulses per HPGe pulse above which tag_window searches instead of sweeping."""
@@ -112,6 +112,27 @@ def tag_window(ge_t: np.ndarray, veto_t: np.ndarray, before_ns: int, after_ns: i
 
 
 @numba.njit(cache=True, nogil=True)
+def is_sorted(t):
+    """True when the times never decrease (one pass, no temporaries)."""
+    for i in range(1, t.shape[0]):
+        if t[i] < t[i - 1]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def times_at_least(t, adc, threshold):
+    """The times (ns) of the pulses whose adc reaches threshold, as a new contiguous array."""
+    out = np.empty(t.shape[0], dtype=np.int64)
+    k = 0
+    for i in range(t.shape[0]):
+        if adc[i] >= threshold:
+            out[k] = t[i]
+            k += 1
+    return out[:k].copy() if k < t.shape[0] else out
+
+
+@numba.njit(cache=True, nogil=True)
 def calibrate(adc, channel, gain_keV_per_adc, offset_keV):
     """Energies (keV) = offset_keV[ch] + gain_keV_per_adc[ch] * adc, and the count of pulses
     whose channel has no calibration entry (their energy is NaN)."""
@@ -174,6 +195,9 @@ def warm_up() -> None:
     """Load every kernel now (compiled, from numba's on-disk cache): the first call of each
     otherwise takes ~0.1-0.5 s in the middle of the first build."""
     t = np.zeros(1, dtype=np.int64)
+    pulses = np.frombuffer(bytes(16), dtype=PULSE_DTYPE)
+    is_sorted(pulses["t_ns"])
+    times_at_least(pulses["t_ns"], pulses["adc"], 0)
     tag_window_sweep(t, t, 0, 0)
     tag_window_search(t, t, 0, 0)
     energy, _ = calibrate(

@@ -283,29 +283,30 @@ def _header_crc(row, tab):
     return crc
 
 
-@numba.njit(cache=True, nogil=True)
-def _columns(b, row):
-    """Typed views of a batch's four column data buffers (x86 loads need no alignment)."""
-    n = row[_N]
-    t = b[row[_CT] : row[_CT] + 8 * n].view(np.uint64)
-    adc = b[row[_CA] : row[_CA] + 4 * n].view(np.uint32)
-    channel = b[row[_CC] : row[_CC] + 2 * n].view(np.uint16)
-    flags = b[row[_CF] : row[_CF] + 2 * n].view(np.uint16)
-    return t, adc, channel, flags
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
-def _rest(adc, channel, flags, r):
-    """Bytes 8..15 of record r (adc, channel, flags) as one little-endian uint64."""
-    return (
-        np.uint64(adc[r])
-        | (np.uint64(channel[r]) << np.uint64(32))
-        | (np.uint64(flags[r]) << np.uint64(48))
-    )
+def _words(b, w64, w32, w16, row, r):
+    """Record r of a batch as two little-endian uint64 words: t_ns, then adc | channel << 32
+    | flags << 48. Read through whole-file typed views (no per-batch objects) when the
+    columns are aligned, as Arrow writes them; byte by byte otherwise."""
+    ct = row[_CT] + 8 * r
+    ca = row[_CA] + 4 * r
+    cc = row[_CC] + 2 * r
+    cf = row[_CF] + 2 * r
+    if (ct & 7) == 0 and (ca & 3) == 0 and (cc & 1) == 0 and (cf & 1) == 0:
+        t = w64[ct >> 3]
+        adc = np.uint64(w32[ca >> 2])
+        channel = np.uint64(w16[cc >> 1])
+        flags = np.uint64(w16[cf >> 1])
+    else:
+        t = _u64(b, ct)
+        adc = np.uint64(_u32(b, ca))
+        channel = np.uint64(_u16(b, cc))
+        flags = np.uint64(_u16(b, cf))
+    return t, adc | (channel << np.uint64(32)) | (flags << np.uint64(48))
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(b, tab, key_bytes, key_ends, itemsize, ranges):
+def _scan(b, w64, w32, w16, tab, key_bytes, key_ends, itemsize, ranges):
     """(index rows, count, status, offset): status 0 = intact, else a _REASONS code at offset."""
     size = b.shape[0]
     rows = np.zeros((max(size // 256, 16), _NF), dtype=np.int64)
@@ -362,9 +363,9 @@ def _scan(b, tab, key_bytes, key_ends, itemsize, ranges):
         if crc_out[0] < 0 or crc_out[0] > ranges[-1, 1]:
             return rows, count, 5, pos
         crc = _header_crc(row, tab)
-        t, adc, channel, flags = _columns(b, row)
         for r in range(row[_N]):
-            crc = _crc_u64(_crc_u64(crc, t[r], tab), _rest(adc, channel, flags, r), tab)
+            t, rest = _words(b, w64, w32, w16, row, r)
+            crc = _crc_u64(_crc_u64(crc, t, tab), rest, tab)
         if np.int64(crc ^ np.uint32(0xFFFFFFFF)) != crc_out[0]:
             return rows, count, 6, pos
         count += 1
@@ -372,16 +373,20 @@ def _scan(b, tab, key_bytes, key_ends, itemsize, ranges):
 
 
 @numba.njit(cache=True, nogil=True)
-def _gather(b, index, rows, out):
+def _gather(b, w64, w32, w16, index, rows, out):
     """Copy the records of index rows ``rows`` into out (uint64 pairs), in order."""
     k = 0
     for i in rows:
-        t, adc, channel, flags = _columns(b, index[i])
-        for r in range(t.shape[0]):
-            out[k, 0] = t[r]
-            out[k, 1] = _rest(adc, channel, flags, r)
+        row = index[i]
+        for r in range(row[_N]):
+            out[k, 0], out[k, 1] = _words(b, w64, w32, w16, row, r)
             k += 1
     return k
+
+
+def _typed(buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The file's bytes as uint64, uint32 and uint16 words (whole words only)."""
+    return tuple(buffer[: len(buffer) // k * k].view(f"<u{k}") for k in (8, 4, 2))
 
 
 @dataclass
@@ -414,7 +419,8 @@ class PulseIndex:
         total = int(self.batches["n"][rows].sum())
         out = np.empty(total, dtype=PULSE_DTYPE)
         words = out.view(np.uint64).reshape(total, 2)
-        _gather(self.buffer, self.batches.view(np.int64).reshape(-1, _NF), rows, words)
+        index = self.batches.view(np.int64).reshape(-1, _NF)
+        _gather(self.buffer, *_typed(self.buffer), index, rows, words)
         return out
 
 
@@ -437,7 +443,9 @@ def scan_pulses(path: str | Path) -> PulseIndex:
     if reader.kind != PULSES:
         raise RawFileError(f"{reader.path} holds {reader.kind}, not pulses: replay a .pulses file")
     buffer = map_file(reader.path)
-    rows, count, status, offset = _scan(buffer, _CRC, _KEY_BYTES, _KEY_ENDS, _ITEMSIZE, _RANGES)
+    rows, count, status, offset = _scan(
+        buffer, *_typed(buffer), _CRC, _KEY_BYTES, _KEY_ENDS, _ITEMSIZE, _RANGES
+    )
     batches = np.ascontiguousarray(rows[:count]).view(INDEX_DTYPE).reshape(count)
     reason = "" if status == 0 else f"{_REASONS[status]} at offset {offset}"
     return PulseIndex(

@@ -93,7 +93,12 @@ class ReplayOptions:
 
 @dataclass
 class ReplayResult:
-    """What one replayed file gave (the --json summary)."""
+    """What one replayed file gave (the --json summary).
+
+    ``wall_s``: from the readers' start signal until the builder committed the run (s);
+    ``pulses_per_s`` is over that time. ``stream_s``: until every reader had sent all (s).
+    The index pass and the processes' start-up come before and are not in either.
+    """
 
     file: str
     run: int
@@ -103,6 +108,7 @@ class ReplayResult:
     lost: dict[str, int]
     wall_s: float
     pulses_per_s: float
+    stream_s: float
     messages: dict[str, int]
     builder_peak_rss_mb: float
     intact: bool
@@ -349,6 +355,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         start = _start(session, board)
         total = int(index.batches["n"].sum())
         _wait_for_readers(session, board, total, progress)
+        stream_s = time.monotonic() - start
         expect = {STREAM_NAMES[s]: int(board[i, 2]) for i, s in enumerate(STREAMS)}
         summary = session.rc.transition(
             BUILDER, "end", END_TIMEOUT_S, session.alive, run=index.run, expect=expect
@@ -367,6 +374,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         lost=summary["lost"],
         wall_s=wall,
         pulses_per_s=sum(pulses.values()) / wall if wall > 0 else 0.0,
+        stream_s=stream_s,
         messages=expect,
         builder_peak_rss_mb=summary.get("peak_rss_mb", 0.0),
         intact=index.intact,
