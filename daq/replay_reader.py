@@ -182,8 +182,8 @@ class _Plan:
 
     def _reactor_state(self, t: np.ndarray) -> np.ndarray:
         """Reactor state (0/1) at each time as the builder looks it up (last reading at or
-        before t, else the first); -1 per batch when the reactor stream is not regular
-        (then each batch with dead time ends its chunk)."""
+        before t, else the first). If the reactor stream is not regular, a stand-in that
+        changes after every batch with dead time, so that such a batch ends its chunk."""
         rows = np.flatnonzero(self.index.batches["stream"] == int(Stream.REACTOR))
         readings = self.index.pulses(rows)
         if not self._regular(self.index.batches[rows], self.index.run) or np.any(

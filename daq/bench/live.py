@@ -4,7 +4,8 @@ The simulated hardware's clock is sped up stepwise (every rate scales with it): 
 probes find the first speed that loses pulses (dropped, lost frames, missing batches, or
 a run that does not end cleanly), then the fastest clean speed must hold for ``hold_s``
 wall seconds; if it does not, the next slower one is tried. The rate is the run's pulses
-of the three detector streams over its wall duration.
+of the three detector streams over the wall time its simulated exposure took (simulated
+seconds / speed).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-SPEEDS = (25, 50, 100, 200, 400, 800, 1600)
+SPEEDS = (25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 """Clock speed-ups tried (x real time); at the default rates ~1300 pulses/s each."""
 
 
