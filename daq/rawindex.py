@@ -405,7 +405,7 @@ class PulseIndex:
     def open(cls, path: str | Path, saved: Path) -> PulseIndex:
         """An intact file with the index that ``scan_pulses`` made and ``save`` wrote."""
         reader = RawReader(path)
-        batches = np.load(saved).view(INDEX_DTYPE).reshape(-1)
+        batches = np.load(saved, mmap_mode="r").view(INDEX_DTYPE).reshape(-1)  # shared pages
         return cls(reader.path, reader.run, reader.config_json, map_file(path), batches, True, "")
 
     def save(self, path: Path) -> None:

@@ -103,7 +103,7 @@ def _print_table(results) -> None:
 
     console = Console()
     for r in results:
-        table = Table(title=f"replay of run {r.run}: {r.file}")
+        table = Table(title=f"replay of run {r.run}", caption=r.file)
         table.add_column("stream")
         table.add_column("pulses", justify="right")
         table.add_column("lost", justify="right")
@@ -111,7 +111,7 @@ def _print_table(results) -> None:
             table.add_row(name, f"{n:,}", str(r.lost.get(name, "")))
         console.print(table)
         events = ", ".join(f"{k} {v}" for k, v in r.events.items())
-        console.print(f"tags {r.tags}; events: {events}")
+        console.print(f"tags {r.tags}; events under {r.tags[0]!r}: {events}")
         console.print(
             f"{sum(r.pulses.values()):,} pulses in {r.wall_s:.2f} s: "
             f"{r.pulses_per_s / 1e6:.2f} M pulses/s; builder peak RSS "
