@@ -88,7 +88,6 @@ class ReplayOptions:
     speed: float = 0.0
     shuffle_seed: int | None = None
     chunk_pulses: int = CHUNK_PULSES
-    progress: bool = False
 
 
 @dataclass
