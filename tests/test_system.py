@@ -87,9 +87,17 @@ def test_one_run_summary_and_spectra(data_dir):
 
 
 def test_unknown_run_is_a_clear_error(data_dir):
+    made = nudaq("sim", "generate", "--hours", "1", "--reactor", "on", "--data-dir", str(data_dir))
+    assert made.returncode == 0, made.stderr
     out = nudaq("spectra", "--data-dir", str(data_dir), "--run", "99", "--json")
     assert out.returncode != 0
     assert "99" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_empty_database_is_a_clear_error(data_dir):
+    out = nudaq("spectra", "--data-dir", str(data_dir), "--run", "1", "--json")
+    assert out.returncode != 0
+    assert "database" in out.stderr and "Traceback" not in out.stderr
 
 
 def wait_for(predicate, timeout: float, what: str):

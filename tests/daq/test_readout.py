@@ -140,7 +140,7 @@ def test_backpressure_overflow_drops_are_counted_exactly(bench_factory):
     sent = bench.stub.sent_pulses()
     got = received(batches)
     dropped = sum(b.dropped for b in batches)
-    assert dropped > 10_000 and ack["info"]["dropped"] == dropped
+    assert dropped > 1000 and ack["info"]["dropped"] == dropped  # far beyond the buffer
     assert len(got) + dropped == len(sent)
     assert len(np.unique(got["adc"])) == len(got) and np.all(np.diff(got["adc"].astype(int)) > 0)
     lost = sent[~np.isin(sent["adc"], got["adc"])]
