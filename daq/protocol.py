@@ -79,9 +79,12 @@ def encode_frame(
     """Bytes of one frame carrying ``pulses`` (PULSE_DTYPE, at most MAX_RECORDS)."""
     if len(pulses) > MAX_RECORDS:
         raise ProtocolError(f"frame of {len(pulses)} pulses exceeds MAX_RECORDS={MAX_RECORDS}")
-    body = HEADER.pack(
-        SYNC, kind, 0, len(pulses), counter & 0xFFFFFFFF, watermark_ns, dead_ns & 0xFFFFFFFF
-    ) + np.ascontiguousarray(pulses, dtype=PULSE_DTYPE).tobytes()
+    body = (
+        HEADER.pack(
+            SYNC, kind, 0, len(pulses), counter & 0xFFFFFFFF, watermark_ns, dead_ns & 0xFFFFFFFF
+        )
+        + np.ascontiguousarray(pulses, dtype=PULSE_DTYPE).tobytes()
+    )
     return body + CRC.pack(zlib.crc32(memoryview(body)[4:]))
 
 

@@ -1,1 +1,1 @@
-"""Subcommands of ``nudaq`` for analysis and monitoring; each module has ``register(subparsers)``."""
+"""Subcommands of ``nudaq`` for analysis and monitoring; each has ``register(subparsers)``."""

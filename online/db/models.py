@@ -108,9 +108,7 @@ class SpectrumBin(Base):
     __tablename__ = "spectrum_bins"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     reactor: Mapped[str] = mapped_column(String(3), primary_key=True)
     category: Mapped[str] = mapped_column(String(16), primary_key=True)
