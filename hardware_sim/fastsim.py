@@ -44,7 +44,7 @@ from daq.update import BuildUpdate
 from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from online.db.session import session_scope
 from online.filler import SpectrumFiller
-from online.runs import create_run, end_run, next_run_number
+from online.runs import create_run, end_run, next_run_number, set_quality
 
 from .devices import LN2_FULL_PCT, TEMP_C
 from .generator import Generator
@@ -188,6 +188,7 @@ def _store_run(
         raise
     with session_scope(engine) as session:
         end_run(session, plan.number)
+        set_quality(session, plan.number, "good", "simulated: complete by construction")
     return _summary(config, plan, total)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +25,7 @@ from daq.errors import AnalysisError, ConfigError
 
 from .analysis import AnalysisResult, SpectrumInput, analyse
 from .db.models import Exposure, ReactorInterval, Run
+from .runs import QUALITY_SELECTIONS, by_quality
 from .spectra import load_spectrum, select_runs
 
 log = logging.getLogger(__name__)
@@ -179,17 +180,23 @@ def load_analysis_inputs(session: Session, runs: Sequence[Run], tag: str = "") -
 def analyse_runs(
     session: Session,
     spec: str | None = None,
-    include_bad: bool = False,
+    quality: str = "good",
     window_keV: tuple[float, float] | None = None,
     tag: str = "",
 ) -> tuple[AnalysisInputs, AnalysisResult]:
-    """The analysis of the runs selected by ``spec`` ("3-7,9"; None = all). Runs marked bad
-    are left out unless ``include_bad``; the window defaults to the runs' configuration."""
-    runs = select_runs(session, spec, tag=tag)
-    if not include_bad:
-        runs = [r for r in runs if r.quality != "bad"]
+    """The analysis of the runs selected by ``spec`` ("3-7,9"; None = all) whose quality
+    ``quality`` admits (online.runs.QUALITY_SELECTIONS: by default runs marked good); the
+    window defaults to the runs' configuration."""
+    selected = select_runs(session, spec, tag=tag)
+    runs = by_quality(selected, quality)
     if not runs:
-        raise AnalysisError("no runs to analyse" + ("" if include_bad else " (bad runs excluded)"))
+        marks = Counter(r.quality for r in selected)
+        seen = ", ".join(f"{n} {q}" for q, n in sorted(marks.items())) or "none"
+        wanted = " or ".join(QUALITY_SELECTIONS[quality])
+        raise AnalysisError(
+            f"no runs to analyse: none of the selected runs is {wanted} (runs by quality: "
+            f"{seen}); mark runs good, or choose another run quality"
+        )
     inputs = load_analysis_inputs(session, runs, tag)
     result = analyse(
         inputs.on,

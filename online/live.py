@@ -1,8 +1,9 @@
 """The live analysis: one ``analysis_history`` row per call, what the shifter watches grow.
 
 ``online.monitor`` calls :func:`record_live_analysis` every ``analysis.interval_s`` while a
-run is going. It analyses every run not marked bad, the running one included (the filler
-commits its spectra and exposure as they come). When the full ON/OFF analysis is not
+run is going. It analyses every usable run (good or not yet checked: not marked bad), the
+running one included (the filler commits its spectra and exposure as they come), since the
+running run cannot have been judged yet. When the full ON/OFF analysis is not
 possible yet (typically: no reactor-OFF data), the row still gets the exposures, the live
 fraction and accidental veto probabilities from the random triggers, and the background
 level (from OFF data, else from ON data), with the fit columns left empty.
@@ -21,14 +22,17 @@ from .analysis import background_level, efficiencies, window_bins
 from .analysis_db import analyse_runs, state_inputs
 from .db.models import AnalysisHistory
 from .db.session import session_scope
+from .runs import by_quality
 from .spectra import select_runs
 
 log = logging.getLogger(__name__)
 
+LIVE_QUALITY = "usable"  # online.runs.QUALITY_SELECTIONS
+
 
 def _partial_fields(session, window_keV: tuple[float, float]) -> dict:
     """History columns available without a full ON/OFF analysis."""
-    runs = [r for r in select_runs(session) if r.quality != "bad"]
+    runs = by_quality(select_runs(session), LIVE_QUALITY)
     inputs = state_inputs(session, runs) if runs else {}
     fields = {
         "exposure_on_kg_day": 0.0,
@@ -74,7 +78,7 @@ def record_live_analysis(engine: Engine, config: Config, run_number: int | None)
     window = tuple(config.analysis.window_keV)
     with session_scope(engine, readonly=True) as session:
         try:
-            _, result = analyse_runs(session, window_keV=window)
+            _, result = analyse_runs(session, quality=LIVE_QUALITY, window_keV=window)
             fields = result.history_fields()
         except AnalysisError as err:
             log.info("live analysis: full ON/OFF analysis not possible yet: %s", err)

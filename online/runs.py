@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 RUN_STATES = ("running", "ended", "error")
 QUALITIES = ("unchecked", "good", "bad")
+# Which run qualities an analysis takes: the shifter's verdict decides what counts.
+QUALITY_SELECTIONS = {
+    "good": ("good",),
+    "usable": ("good", "unchecked"),
+    "all": QUALITIES,
+}
 
 
 def get_run(session: Session, number: int) -> Run:
@@ -86,6 +92,15 @@ def set_quality(session: Session, number: int, quality: str, reason: str) -> Run
     return run
 
 
+def by_quality(runs: list[Run], selection: str) -> list[Run]:
+    """The runs whose quality ``selection`` ('good', 'usable': not bad, 'all') admits."""
+    if selection not in QUALITY_SELECTIONS:
+        raise RunControlError(
+            f"unknown run selection {selection!r}; known: {tuple(QUALITY_SELECTIONS)}"
+        )
+    return [r for r in runs if r.quality in QUALITY_SELECTIONS[selection]]
+
+
 def add_logbook(
     session: Session,
     author: str,
@@ -101,8 +116,18 @@ def add_logbook(
 
 
 def add_raw_damage(session: Session, damage: RawDamage, run_number: int | None = None) -> None:
-    """Store what a raw-file reader had to skip, one row per damaged region."""
+    """Store what a raw-file reader had to skip, one row per damaged region; a region already
+    recorded (the same file read again, e.g. replayed under another tag) is not repeated."""
+    known = set(
+        session.scalars(
+            select(RawFileDamage.offset).where(
+                RawFileDamage.path == str(damage.path), RawFileDamage.run_number == run_number
+            )
+        )
+    )
     for region in damage.regions:
+        if region.offset in known:
+            continue
         session.add(
             RawFileDamage(
                 run_number=run_number,

@@ -16,11 +16,17 @@ def register(subparsers) -> None:
         help="mu_nu analysis of stored runs",
         description="ON/OFF analysis of the selected runs: live fraction and accidental veto "
         "probabilities from random triggers, background level, mu_nu^2 fit, Feldman-Cousins "
-        "90% CL limit and expected limit. Runs marked bad are left out unless --all-runs.",
+        "90% CL limit and expected limit. Only runs marked good are analysed unless --quality "
+        "says otherwise.",
     )
     add_system_options(p, config=False)
     p.add_argument("--runs", help="run numbers such as 3-7,9 (default: all runs)")
-    p.add_argument("--all-runs", action="store_true", help="include runs marked bad")
+    p.add_argument(
+        "--quality",
+        choices=("good", "usable", "all"),
+        default="good",
+        help="runs marked good (default), usable: good or not yet checked, all: bad ones too",
+    )
     p.add_argument("--window", help="energy window LO:HI in keV (default: configuration)")
     p.add_argument("--tag", default="", help="replay tag (default: the live results)")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -35,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     window = parse_window(args.window) if args.window else None
     _, _, db_url = resolve(args)
     with session_scope(make_engine(db_url), readonly=True) as session:
-        inputs, result = analyse_runs(session, args.runs, args.all_runs, window, args.tag)
+        inputs, result = analyse_runs(session, args.runs, args.quality, window, args.tag)
     if args.plot:
         from online.analysis_plot import plot_analysis
 

@@ -213,7 +213,7 @@ def create_app(
 
     @app.get("/api/analysis", response_model=AnalysisOut, tags=["analysis"])
     def analysis() -> AnalysisOut:
-        """The latest live analysis result and the runs it is built from (all but bad)."""
+        """The latest live analysis result and the runs it is built from (good or unchecked)."""
         with read() as session:
             return queries.analysis(session)
 

@@ -116,7 +116,7 @@ class AnalysisPoint(BaseModel):
 
 
 class AnalysisOut(BaseModel):
-    """The latest live analysis and the runs it contains (every run not marked bad)."""
+    """The latest live analysis and the runs it contains (good or unchecked)."""
 
     latest: AnalysisPoint | None
     runs: list[int] = Field(description="runs the current result is built from")
@@ -173,7 +173,7 @@ class RunOut(BaseModel):
     live_time_on_s: float
     live_time_off_s: float
     events_candidate: int
-    in_analysis: bool = Field(description="the live analysis contains this run (not bad)")
+    in_analysis: bool = Field(description="the live analysis contains this run (good or unchecked)")
 
 
 class QualityIn(BaseModel):

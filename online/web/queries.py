@@ -25,6 +25,8 @@ from ..db.models import (
     Run,
     SlowControlReading,
 )
+from ..live import LIVE_QUALITY
+from ..runs import by_quality
 from ..spectra import SpectrumSet, load_spectrum, select_runs
 from .models import (
     AlarmOut,
@@ -180,17 +182,17 @@ def _point(row: AnalysisHistory) -> AnalysisPoint:
 def _select(session: Session, runs_spec: str | None, exclude_bad: bool) -> list[Run]:
     """Runs by spec (all if None), without those marked bad if asked."""
     runs = select_runs(session, runs_spec)
-    return [r for r in runs if r.quality != "bad"] if exclude_bad else runs
+    return by_quality(runs, "usable") if exclude_bad else runs
 
 
 def analysis(session: Session) -> AnalysisOut:
-    """The latest live analysis and the runs it contains (online.live: all but bad runs)."""
+    """The latest live analysis and the runs it contains (online.live.LIVE_QUALITY)."""
     latest = session.scalars(
         select(AnalysisHistory).order_by(AnalysisHistory.time_utc.desc()).limit(1)
     ).first()
     return AnalysisOut(
         latest=_point(latest) if latest else None,
-        runs=[r.number for r in _select(session, None, exclude_bad=True)],
+        runs=[r.number for r in by_quality(select_runs(session), LIVE_QUALITY)],
     )
 
 
@@ -259,7 +261,7 @@ def logbook(
 def runs(session: Session, limit: int = 500, number: int | None = None) -> list[RunOut]:
     """Runs (all, or the one numbered), newest first, with live time per reactor state and
     candidate events."""
-    in_analysis = {r.number for r in _select(session, None, exclude_bad=True)}
+    in_analysis = {r.number for r in by_quality(select_runs(session), LIVE_QUALITY)}
     exposure = (
         select(
             Exposure.run_id,

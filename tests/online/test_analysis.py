@@ -364,9 +364,10 @@ def test_nudaq_analysis_reads_runs_from_the_database(db_engine, db_url, tmp_path
     rng = np.random.default_rng(41)
     on = simulate(2900.0, 196.3, 4.0, rng)
     off = simulate(0.0, 52.1, 0.0, rng)
-    _store_run(db_engine, 1, on, on=True)
-    _store_run(db_engine, 2, off, on=False)
+    _store_run(db_engine, 1, on, on=True, quality="good")
+    _store_run(db_engine, 2, off, on=False, quality="good")
     _store_run(db_engine, 3, simulate(0.0, 20.0, 0.0, rng, cpd=30.0), on=False, quality="bad")
+    _store_run(db_engine, 4, simulate(0.0, 20.0, 0.0, rng, cpd=30.0), on=False)
 
     plot = tmp_path / "analysis.png"
     assert main(["analysis", "--db", db_url, "--json", "--plot", str(plot)]) == 0
@@ -383,13 +384,17 @@ def test_nudaq_analysis_reads_runs_from_the_database(db_engine, db_url, tmp_path
         assert np.isfinite(out[key])
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
 
-    # The bad run (30 cpd) joins only with --all-runs.
-    assert main(["analysis", "--db", db_url, "--json", "--all-runs"]) == 0
-    assert json.loads(capsys.readouterr().out)["background_cpd"]["value"] > 5.0
+    # The unchecked run 4 joins with --quality usable, the bad run 3 only with --quality all.
+    assert main(["analysis", "--db", db_url, "--json", "--quality", "usable"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == [1, 2, 4]
+    assert main(["analysis", "--db", db_url, "--json", "--quality", "all"]) == 0
+    all_runs = json.loads(capsys.readouterr().out)
+    assert all_runs["runs"] == [1, 2, 3, 4] and all_runs["background_cpd"]["value"] > 5.0
 
     # User errors: one line on stderr, exit code 2, no traceback.
     for argv, message in [
         (["--runs", "99"], "run 99 is not in the database"),
+        (["--runs", "4"], "none of the selected runs is good (runs by quality: 1 unchecked)"),
         (["--runs", "1"], "no reactor OFF data"),
         (["--window", "40:20"], "empty energy window"),
         (["--window", "12.1:60"], "not a stored bin edge"),
