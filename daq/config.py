@@ -236,8 +236,11 @@ class Config(_Section):
         return getattr(self.network, name).replace("{data_dir}", str(data_dir))
 
     def snapshot(self) -> str:
-        """Canonical JSON of the whole configuration (stored with every run)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON of the whole configuration (stored with every run and raw file),
+        without the shifter token: runs and raw files are shared, the token is not."""
+        data = self.model_dump(mode="json")
+        data["web"]["shifter_token"] = ""
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         """SHA-256 of the snapshot: the configuration's identity."""

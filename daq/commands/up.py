@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,10 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
             "--url",
             getattr(config.frontends, stream).url,
         )
+    if config.web.shifter_token:  # the snapshot leaves the secret out: hand it over privately
+        from online.web.auth import TOKEN_ENV
+
+        os.environ.setdefault(TOKEN_ENV, config.web.shifter_token)
     web = sup.spawn("web", "online.web", *common, "--db", db_url, capture_stdout=True)
     sup.spawn("monitor", "online.monitor", *common, "--db", db_url)
     url = sup.read_json_line(web, STARTUP_TIMEOUT_S)["url"]

@@ -68,3 +68,12 @@ def test_snapshot_digest_changes_with_content():
     a, b = Config(), Config()
     b.builder.ac_window_ns = 2000
     assert a.digest() == Config().digest() != b.digest()
+
+
+def test_snapshot_leaves_the_shifter_token_out():
+    """Runs and raw files carry the snapshot and are shared; the shifter's secret is not."""
+    config = Config()
+    config.web.shifter_token = "s3cret-shifter-token"
+    assert "s3cret-shifter-token" not in config.snapshot()
+    assert config.digest() == Config().digest()
+    assert Config.model_validate_json(config.snapshot()).web.shifter_token == ""
