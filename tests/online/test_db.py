@@ -110,3 +110,12 @@ def test_raw_damage_is_stored(db_engine, tmp_path):
     assert (row.run_number, row.offset, row.bytes_skipped, row.batches_read) == (3, 1234, 567, 40)
     assert (row.last_good_ns, row.resumed_ns) == (10**9, 2 * 10**9)
     assert row.path.endswith("run000003.pulses.arrow")
+    # The same file read again (another replay tag) adds only what is new.
+    damage.regions.append(DamagedRegion(9000, 100, 3 * 10**9, 4 * 10**9, "truncated"))
+    for number in (3, None):
+        with session_scope(db_engine) as session:
+            add_raw_damage(session, damage, run_number=number)
+    with session_scope(db_engine, readonly=True) as session:
+        rows = session.scalars(select(RawFileDamage).order_by(RawFileDamage.id)).all()
+        seen = [(r.run_number, r.offset) for r in rows]
+    assert seen == [(3, 1234), (3, 9000), (None, 1234), (None, 9000)]
