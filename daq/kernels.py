@@ -26,8 +26,6 @@ from .records import PULSE_DTYPE, TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, Categ
 
 SEARCH_RATIO = 32
 """Veto pulses per HPGe pulse above which tag_window searches instead of sweeping."""
-SWEEP_LANES = 8
-"""Independent merge sweeps interleaved by tag_window_sweep."""
 _ALL = int(Category.ALL)
 _AC = int(Category.AC)
 _CRV = int(Category.CRV)
@@ -39,35 +37,52 @@ _RT = int(Category.RT)
 def tag_window_sweep(ge_t, veto_t, before_ns, after_ns):
     """Window tags by a linear merge sweep over both sorted time arrays (ns).
 
-    The HPGe times are cut into SWEEP_LANES parts swept side by side, each from its own
-    start found by binary search: one merge is a chain of dependent loads and compares,
-    several independent ones keep the CPU busy (3-4x faster than a single sweep). A step
-    either moves past a veto time below the window or settles the current HPGe time.
+    The HPGe times are cut into four quarters swept side by side, each from its own start
+    found by binary search: one merge is a chain of dependent loads and compares, four
+    independent ones keep the CPU busy (3-4x faster than a single sweep). The lanes are
+    written out as scalars, which numba keeps in registers (lane state in arrays is ~20%
+    slower). A step either moves past a veto time below the window or settles an HPGe time.
     """
     n = ge_t.shape[0]
     m = veto_t.shape[0]
     out = np.zeros(n, dtype=np.bool_)
     if n == 0 or m == 0:
         return out
-    i = np.empty(SWEEP_LANES, dtype=np.int64)
-    end = np.empty(SWEEP_LANES, dtype=np.int64)
-    j = np.empty(SWEEP_LANES, dtype=np.int64)
-    for k in range(SWEEP_LANES):
-        i[k] = n * k // SWEEP_LANES
-        end[k] = n * (k + 1) // SWEEP_LANES
-        j[k] = np.searchsorted(veto_t, ge_t[i[k]] - before_ns) if i[k] < end[k] else m
-    active = True
-    while active:
-        active = False
-        for k in range(SWEEP_LANES):
-            if i[k] < end[k] and j[k] < m:
-                active = True
-                t = ge_t[i[k]]
-                v = veto_t[j[k]]
-                below = v < t - before_ns
-                out[i[k]] = not below and v <= t + after_ns
-                i[k] += 1 - below
-                j[k] += below
+    e0, e1, e2, e3 = n // 4, n // 2, 3 * n // 4, n
+    i0, i1, i2, i3 = 0, e0, e1, e2
+    j0 = np.searchsorted(veto_t, ge_t[i0] - before_ns)
+    j1 = np.searchsorted(veto_t, ge_t[i1] - before_ns) if i1 < e1 else m
+    j2 = np.searchsorted(veto_t, ge_t[i2] - before_ns) if i2 < e2 else m
+    j3 = np.searchsorted(veto_t, ge_t[i3] - before_ns) if i3 < e3 else m
+    while i0 < e0 and j0 < m and i1 < e1 and j1 < m and i2 < e2 and j2 < m and i3 < e3 and j3 < m:
+        t, v = ge_t[i0], veto_t[j0]
+        b = v < t - before_ns
+        out[i0] = (not b) and v <= t + after_ns
+        i0 += 1 - b
+        j0 += b
+        t, v = ge_t[i1], veto_t[j1]
+        b = v < t - before_ns
+        out[i1] = (not b) and v <= t + after_ns
+        i1 += 1 - b
+        j1 += b
+        t, v = ge_t[i2], veto_t[j2]
+        b = v < t - before_ns
+        out[i2] = (not b) and v <= t + after_ns
+        i2 += 1 - b
+        j2 += b
+        t, v = ge_t[i3], veto_t[j3]
+        b = v < t - before_ns
+        out[i3] = (not b) and v <= t + after_ns
+        i3 += 1 - b
+        j3 += b
+    for i, e, j in ((i0, e0, j0), (i1, e1, j1), (i2, e2, j2), (i3, e3, j3)):
+        while i < e and j < m:
+            t, v = ge_t[i], veto_t[j]
+            if v < t - before_ns:
+                j += 1
+            else:
+                out[i] = v <= t + after_ns
+                i += 1
     return out
 
 
