@@ -33,11 +33,12 @@ import logging
 import sys
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import zmq
 
-from .config import Frontend
+from .config import Config, Frontend
 from .control import ControlClient
 from .drivers.frontend import EndFrameLost, FrontendDriver
 from .errors import ProtocolError
@@ -387,6 +388,19 @@ def open_device(url: str, settings: Frontend, stop: StopFlag) -> FrontendDriver:
             time.sleep(RECONNECT_INTERVAL_S)
 
 
+def connect_to_builder(
+    config: Config, data_dir: Path, name: str
+) -> tuple[zmq.Context, zmq.Socket, ControlClient]:
+    """A front-end process's links: its ZeroMQ context, the PUSH of its batches to the
+    builder, and its run-control client."""
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, config.network.send_hwm)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(config.endpoint("builder_data", data_dir))
+    return ctx, push, ControlClient(ctx, config.endpoint("transitions", data_dir), name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m daq.readout``."""
     parser = base_parser("Read one front-end and send its pulses to the builder.")
@@ -403,12 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceLost as err:
         log.error("%s", err)
         return EXIT_DEVICE_LOST
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, config.network.send_hwm)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(config.endpoint("builder_data", data_dir))
-    control = ControlClient(ctx, config.endpoint("transitions", data_dir), name)
+    ctx, push, control = connect_to_builder(config, data_dir, name)
     try:
         return Readout(stream, driver, settings, push, control).serve(stop)
     except DeviceLost as err:

@@ -34,7 +34,7 @@ from .control import ControlClient
 from .drivers.slowcontrol import QUANTITIES, Reading, SlowControlDriver
 from .errors import ProtocolError
 from .process import StopFlag, base_parser, common_setup
-from .readout import DRAIN_TIMEOUT_S, EXIT_DEVICE_LOST, Outbox
+from .readout import DRAIN_TIMEOUT_S, EXIT_DEVICE_LOST, Outbox, connect_to_builder
 from .records import FLAG_REACTOR_ON, Stream, empty_pulses
 from .wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
@@ -200,12 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProtocolError as err:
         log.error("%s", err)
         return EXIT_DEVICE_LOST
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, config.network.send_hwm)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(config.endpoint("builder_data", data_dir))
-    control = ControlClient(ctx, config.endpoint("transitions", data_dir), "slowcontrol")
+    ctx, push, control = connect_to_builder(config, data_dir, "slowcontrol")
     try:
         return SlowControl(driver, config, engine, push, control).serve(stop)
     finally:
