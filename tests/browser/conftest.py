@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from daq.config import Config, ReactorPeriod, XrayLine
+from tests.processes import stop_up
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -145,20 +144,6 @@ class LiveSystem:
         raise AssertionError(f"{what} within {timeout_s:.0f} s\n" + "".join(self.stderr[-20:]))
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Ctrl-C to nudaq up (it stops the run and its processes); kill what is left by pid."""
-    children = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    for child in children:
-        if child.is_running():
-            child.kill()
-
-
 @pytest.fixture(scope="module")
 def live_system():
     """``nudaq up --sim`` with the browser configuration, its run going, the URL known."""
@@ -199,5 +184,5 @@ def live_system():
         )
         yield system
     finally:
-        _stop(process)
+        stop_up(process)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -8,7 +8,6 @@ while the run is going. The monitor looks once per second, so rows come 2 to 3 s
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,13 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from online.db.models import AnalysisHistory
 from online.db.session import make_engine, session_scope
+from tests.processes import stop_up
 
 pytestmark = pytest.mark.slow
 
@@ -53,20 +52,6 @@ def history(engine) -> list[AnalysisHistory]:
             return []
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C to nudaq up (it ends the run and its processes); kill what is left by pid."""
-    children = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    for child in children:
-        if child.is_running():
-            child.kill()
-
-
 def test_live_analysis_rows_at_the_configured_interval(data_dir):
     config = data_dir / "live.toml"
     config.write_text(f"[analysis]\ninterval_s = {INTERVAL_S}\n\n[web]\nport = {free_port()}\n")
@@ -87,7 +72,7 @@ def test_live_analysis_rows_at_the_configured_interval(data_dir):
             time.sleep(0.5)
             rows = history(engine)
     finally:
-        stop(process)
+        stop_up(process)
         engine.dispose()
     assert len(rows) >= ROWS, "too few analysis_history rows within 120 s"
     stamps = np.array([r.time_utc.timestamp() for r in rows])
