@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import astuple, fields
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Table, func, select, update
@@ -35,16 +35,40 @@ _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)] + ["live_ns"]
 _STREAM_FIELDS = [f.name for f in fields(StreamDelta)]
 _CATEGORIES = [CATEGORY_NAMES[c] for c in Category]
+_BIN_KEYS = ("run_id", "tag", "reactor", "category", "bin")
 
 
-def _upsert(conn: Connection, table: Table, keys: Sequence[str], rows: list[dict], add, replace=()):
-    """Insert rows; where the key exists, add the ``add`` columns and overwrite ``replace``."""
+def _upsert(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: list[tuple],
+    add: Sequence[str],
+    replace: Sequence[str] = (),
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order); where the key exists, add the ``add``
+    columns and overwrite ``replace``.
+
+    The statement is compiled once and the rows go to the database driver as they are: a
+    replay's final commit holds tens of thousands of spectrum bins, which per-row parameter
+    processing would take a large part of the replay to write (every column is a plain
+    integer or string, which needs none).
+    """
     if not rows:
         return
     stmt = _INSERTS[conn.dialect.name](table)
     updates = {c: table.c[c] + stmt.excluded[c] for c in add}
     updates.update({c: stmt.excluded[c] for c in replace})
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+    if compiled.positional:
+        order = [list(columns).index(name) for name in compiled.positiontup]
+        if order != list(range(len(columns))):
+            rows = [tuple(row[i] for i in order) for row in rows]
+    else:
+        rows = [dict(zip(columns, row, strict=True)) for row in rows]
+    conn.exec_driver_sql(compiled.string, rows)
 
 
 class SpectrumFiller:
@@ -91,17 +115,8 @@ class SpectrumFiller:
                 conn,
                 RawFile.__table__,
                 ("run_id", "tag", "kind"),
-                [
-                    {
-                        "run_id": run_id,
-                        "tag": self.tag,
-                        "kind": f.kind,
-                        "path": str(f.path),
-                        "sha256": f.sha256,
-                        "bytes": f.bytes,
-                    }
-                    for f in raw_files
-                ],
+                ("run_id", "tag", "kind", "path", "sha256", "bytes"),
+                [(run_id, self.tag, f.kind, str(f.path), f.sha256, f.bytes) for f in raw_files],
                 add=(),
                 replace=("path", "sha256", "bytes"),
             )
@@ -140,31 +155,28 @@ class SpectrumFiller:
         _upsert(
             conn,
             SpectrumBin.__table__,
-            ("run_id", "tag", "reactor", "category", "bin"),
-            [
-                {
-                    **key,
-                    "reactor": REACTOR_STATES[r],
-                    "category": _CATEGORIES[c],
-                    "bin": b,
-                    "counts": n,
-                }
-                for r, c, b, n in zip(
-                    reactor.tolist(),
-                    category.tolist(),
+            _BIN_KEYS,
+            (*_BIN_KEYS, "counts"),
+            list(
+                zip(
+                    [run_id] * len(bins),
+                    [self.tag] * len(bins),
+                    [REACTOR_STATES[r] for r in reactor.tolist()],
+                    [_CATEGORIES[c] for c in category.tolist()],
                     bins.tolist(),
                     counts.tolist(),
                     strict=True,
                 )
-            ],
+            ),
             add=("counts",),
         )
         _upsert(
             conn,
             Exposure.__table__,
             ("run_id", "tag", "reactor"),
+            ("run_id", "tag", "reactor", *_EXPOSURE_FIELDS),
             [
-                {**key, "reactor": state, **asdict(delta), "live_ns": delta.live_ns}
+                (run_id, self.tag, state, *astuple(delta), delta.live_ns)
                 for state, delta in pending.exposure.items()
                 if delta != ExposureDelta()
             ],
@@ -174,8 +186,9 @@ class SpectrumFiller:
             conn,
             StreamStat.__table__,
             ("run_id", "tag", "stream"),
+            ("run_id", "tag", "stream", *_STREAM_FIELDS),
             [
-                {**key, "stream": name, **asdict(delta)}
+                (run_id, self.tag, name, *astuple(delta))
                 for name, delta in pending.streams.items()
                 if delta != StreamDelta()
             ],
