@@ -433,15 +433,22 @@ def map_file(path: Path) -> np.ndarray:
         raise RawFileError(f"cannot map {path}: {err}") from None
 
 
+def open_pulses(path: str | Path) -> RawReader:
+    """The reader of a raw pulses file, its schema checked (RawFileError if it is not one):
+    run number and configuration without a pass over the file."""
+    reader = RawReader(path)  # validates the schema and names the file in its errors
+    if reader.kind != PULSES:
+        raise RawFileError(f"{reader.path} holds {reader.kind}, not pulses: replay a .pulses file")
+    return reader
+
+
 def scan_pulses(path: str | Path) -> PulseIndex:
     """Index and verify a raw pulses file (RawFileError if it is not one).
 
     ``intact`` is False, with the ``reason``, when any batch does not verify or the
     end-of-stream marker is missing; ``batches`` then holds the batches before that point.
     """
-    reader = RawReader(path)  # validates the schema and names the file in its errors
-    if reader.kind != PULSES:
-        raise RawFileError(f"{reader.path} holds {reader.kind}, not pulses: replay a .pulses file")
+    reader = open_pulses(path)
     buffer = map_file(reader.path)
     rows, count, status, offset = _scan(
         buffer, *_typed(buffer), _CRC, _KEY_BYTES, _KEY_ENDS, _ITEMSIZE, _RANGES

@@ -22,7 +22,8 @@ A tag that already has results for the run is refused. The replay's configuratio
 tags are written to the logbook.
 
 Reading: ``daq.rawindex.scan_pulses`` indexes and verifies the whole file in one numba pass
-first. An intact file is then read by the readers from that index, re-chunked into large
+while the builder process starts up; the readers start up while the builder prepares the
+run. An intact file is then read by the readers from that index, re-chunked into large
 messages (see daq.replay_reader). A damaged file is read by RawReader, batch by batch,
 everything it recovers before and after the damage; what was skipped is reported in the
 result (``damage``) and stored with the run (table raw_file_damage).
@@ -50,7 +51,7 @@ from online.runs import add_logbook, add_raw_damage, create_run, end_run
 from .config import Config, parse_config
 from .errors import NudaqError, RawFileError, RunControlError
 from .rawfile import PULSES, RawDamage, RawReader, raw_path
-from .rawindex import PulseIndex, scan_pulses
+from .rawindex import PulseIndex, open_pulses, scan_pulses
 from .records import STREAM_NAMES, Stream
 from .replay_reader import open_board, readers_ready, release_readers, start_readers
 from .runcontrol import RunControl
@@ -155,16 +156,16 @@ def variants(options: ReplayOptions, recorded: Config) -> list[dict]:
 
 
 def _prepare_run(
-    engine: Engine, index: PulseIndex, recorded: Config, tags: list[str], note: str
+    engine: Engine, reader: RawReader, recorded: Config, tags: list[str], note: str
 ) -> None:
     """Create the run row from the file if the database lacks it; refuse used tags."""
     with session_scope(engine) as session:
-        run = session.scalar(select(Run).where(Run.number == index.run))
+        run = session.scalar(select(Run).where(Run.number == reader.run))
         if run is None:
-            run = create_run(session, index.run, recorded, comment=f"replayed from {index.path}")
-            run.raw_file = str(index.path)
-            run.raw_bytes = index.path.stat().st_size
-            end_run(session, index.run)
+            run = create_run(session, reader.run, recorded, comment=f"replayed from {reader.path}")
+            run.raw_file = str(reader.path)
+            run.raw_bytes = reader.path.stat().st_size
+            end_run(session, reader.run)
         for tag in tags:
             used = session.scalar(
                 select(
@@ -175,14 +176,14 @@ def _prepare_run(
             )
             if used and tag == "":
                 raise ReplayError(
-                    f"run {index.run} already has its live results in this database: "
+                    f"run {reader.run} already has its live results in this database: "
                     "replay under a tag (--tag NAME) or into another database (--db URL)"
                 )
             if used:
                 raise ReplayError(
-                    f"run {index.run} already has results under tag {tag!r}: choose another tag"
+                    f"run {reader.run} already has results under tag {tag!r}: choose another tag"
                 )
-        add_logbook(session, "replay", note, run_number=index.run, automatic=True)
+        add_logbook(session, "replay", note, run_number=reader.run, automatic=True)
 
 
 def _damage_rows(damage: RawDamage | None) -> list[dict]:
@@ -320,23 +321,27 @@ def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress
 def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=None) -> ReplayResult:
     """Replay one raw pulses file (see module doc); ``progress(done, total)`` is called with
     pulses sent so far."""
-    index = scan_pulses(path)
-    damage = None if index.intact else RawReader(path).damage
-    recorded = parse_config(json.loads(index.config_json), f"{path} configuration")
+    reader = open_pulses(path)
+    recorded = parse_config(json.loads(reader.config_json), f"{path} configuration")
     base = options.config or recorded
     wanted = variants(options, recorded)
     tags = [v["tag"] for v in wanted]
     note = (
-        f"replay of run {index.run} from {path} under tag(s) {', '.join(map(repr, tags))}"
+        f"replay of run {reader.run} from {path} under tag(s) {', '.join(map(repr, tags))}"
         f" with configuration {hashlib.sha256(base.snapshot().encode()).hexdigest()[:12]}"
         + (f", scanning {options.scan.key}" if options.scan else "")
     )
-    _prepare_run(engine, index, recorded, tags, note)
-    if damage is not None:
-        with session_scope(engine) as db:
-            add_raw_damage(db, damage, index.run)
-    session = _Session(options, base, engine)
+    _prepare_run(engine, reader, recorded, tags, note)
+    session = _Session(options, base, engine)  # the builder starts up during the index pass
     try:
+        index = scan_pulses(path)
+        damage = None if index.intact else RawReader(path).damage
+        if damage is not None:
+            with session_scope(engine) as db:
+                add_raw_damage(db, damage, index.run)
+        board_path = session.tmp / "board.npy"
+        board = open_board(board_path, len(STREAMS))
+        session.start_readers(path, index, board_path)  # they wait for the start signal
         session.rc.wait_for_processes([BUILDER], STARTUP_TIMEOUT_S, session.alive)
         session.rc.transition(
             BUILDER,
@@ -348,9 +353,6 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
             variants=wanted,
             streams=[STREAM_NAMES[s] for s in STREAMS],
         )
-        board_path = session.tmp / "board.npy"
-        board = open_board(board_path, len(STREAMS))
-        session.start_readers(path, index, board_path)
         start = _start(session, board)
         total = int(index.batches["n"].sum())
         _wait_for_readers(session, board, total, progress)
