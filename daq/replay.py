@@ -1,10 +1,10 @@
-"""Replay of recorded runs through the live pipeline: readers -> ZeroMQ -> builder -> SQL.
+"""Replay of recorded runs through the live pipeline: reader -> ZeroMQ -> builder -> SQL.
 
 For each raw pulses file (``replay_file``) the replay starts, as separate OS processes, the
 builder (``python -m daq.builder``, the live code, in replay mode: no raw files, one SQL
-commit at the end) and one reader per stream (``python -m daq.replay_reader``), on private
-ipc endpoints, and acts as run control: ``begin`` with the recorded run number, readers
-stream the batches, ``end`` once every reader is done. Nothing is built outside the builder
+commit at the end) and the reader of every stream (``python -m daq.replay_reader``), on
+private ipc endpoints, and acts as run control: ``begin`` with the recorded run number, the
+reader streams the batches, ``end`` once it is done. Nothing is built outside the builder
 process, so a replay and the live run share every line of building and filling code.
 
 Results and tags (the ``tag`` column of the SQL tables):
@@ -22,8 +22,8 @@ A tag that already has results for the run is refused. The replay's configuratio
 tags are written to the logbook.
 
 Reading: ``daq.rawindex.scan_pulses`` indexes and verifies the whole file in one numba pass
-while the builder process starts up; the readers start up while the builder prepares the
-run. An intact file is then read by the readers from that index, re-chunked into large
+while the builder process starts up; the reader starts up while the builder prepares the
+run. An intact file is then read by the reader from that index, re-chunked into large
 messages (see daq.replay_reader). A damaged file is read by RawReader, batch by batch,
 everything it recovers before and after the damage; what was skipped is reported in the
 result (``damage``) and stored with the run (table raw_file_damage).
@@ -61,12 +61,13 @@ from .supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 BUILDER = "replay-builder"
+READER = "replay-reader"
 STREAMS = tuple(Stream)
 """Streams replayed (and expected by the builder, as in a live run of ``nudaq up``)."""
 CHUNK_PULSES = 1 << 17
-"""Largest message a reader sends (pulses): 2 MB, few enough per second to cost nothing."""
+"""Largest message the reader sends (pulses): 2 MB, few enough per second to cost nothing."""
 RECV_HWM = 4
-"""Messages queued in the builder per reader (bounds the builder's memory)."""
+"""Messages queued in the builder (bounds the builder's memory)."""
 PACED_CHUNK_WALL_S = 0.1
 """With --speed, a message spans at most this much wall time of DAQ data (s)."""
 STARTUP_TIMEOUT_S = 60.0
@@ -95,8 +96,8 @@ class ReplayOptions:
 class ReplayResult:
     """What one replayed file gave (the --json summary).
 
-    ``wall_s``: from the readers' start signal until the builder committed the run (s);
-    ``pulses_per_s`` is over that time. ``stream_s``: until every reader had sent all (s).
+    ``wall_s``: from the reader's start signal until the builder committed the run (s);
+    ``pulses_per_s`` is over that time. ``stream_s``: until the reader had sent all (s).
     The index pass and the processes' start-up come before and are not in either.
     """
 
@@ -259,8 +260,6 @@ class _Session:
             str(self.options.chunk_pulses),
             "--chunk-span-ns",
             str(chunk_span_ns),
-            "--lead-ns",
-            str(chunk_span_ns),
             "--speed",
             str(self.options.speed),
             "--t0-ns",
@@ -273,19 +272,10 @@ class _Session:
             args += ["--index", str(self.tmp / "index.npy")]
         if self.options.shuffle_seed is not None:
             args += ["--shuffle-seed", str(self.options.shuffle_seed)]
-        for slot, stream in enumerate(STREAMS):
-            name = STREAM_NAMES[stream]
-            self.readers.append(
-                self.sup.spawn(
-                    f"replay-{name}",
-                    "daq.replay_reader",
-                    *args,
-                    "--stream",
-                    name,
-                    "--slot",
-                    str(slot),
-                )
-            )
+        streams = ",".join(STREAM_NAMES[s] for s in STREAMS)
+        self.readers.append(
+            self.sup.spawn(READER, "daq.replay_reader", *args, "--streams", streams)
+        )
 
     def close(self) -> None:
         try:
@@ -300,7 +290,7 @@ class _Session:
 
 
 def _start(session: _Session, board: np.ndarray) -> float:
-    """Wait until every reader is ready, start them; the start time (monotonic s)."""
+    """Wait until the reader is ready, start it; the start time (monotonic s)."""
     while not readers_ready(board):
         session.alive()
         session.rc.pump(10)
@@ -309,7 +299,7 @@ def _start(session: _Session, board: np.ndarray) -> float:
 
 
 def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress) -> None:
-    """Until every reader has handed all its messages to ZeroMQ (pumping run control,
+    """Until the reader has handed all its messages to ZeroMQ (pumping run control,
     showing progress)."""
     while not np.all(board[:-1, 3] == 1):
         session.alive()

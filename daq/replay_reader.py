@@ -1,10 +1,13 @@
-"""The replay reader process of one stream: raw file -> batches -> ZeroMQ PUSH to the builder.
+"""The replay reader process: raw file -> batches of every stream -> ZeroMQ PUSH to the builder.
 
-``python -m daq.replay_reader --file F --stream S --endpoint E --board B --slot I [options]``
+``python -m daq.replay_reader --file F --streams S1,S2,... --endpoint E --board B [options]``
 
-One OS process per stream (log name ``replay-<stream>``), started by ``daq.replay``. It sends
-the stream's recorded batches in recorded order over the same data path as a live readout,
-so the builder cannot tell a replay from a run.
+One OS process (log name ``replay-reader``), started by ``daq.replay``, reads the file for
+every stream and sends the streams' recorded batches, each stream in recorded order, over
+the same data path as the live readouts, so the builder cannot tell a replay from a run.
+One process, not one per stream: on a small machine the readers' start-up (interpreter,
+numpy, numba) and their waiting for each other cost more than the reading itself, and the
+builder needs the other core.
 
 Two ways of reading:
 
@@ -16,25 +19,27 @@ Two ways of reading:
   joins batches that the builder would have accepted one after the other (the reader
   follows the builder's acceptance rules), and an HPGe chunk never spans a change of the
   reactor state, since the builder puts a batch's dead time in the state at its watermark.
-  ``--chunk-pulses 0`` sends the recorded batches as they are.
-- damaged file (no ``--index``): every batch RawReader recovers, as recorded.
+  ``--chunk-pulses 0`` sends the recorded batches as they are. The streams' messages are
+  sent merged in watermark order, so every stream advances with the others and the
+  builder never holds more than about one message's span of any stream: its memory does
+  not grow with the file.
+- damaged file (no ``--index``): every batch RawReader recovers, as recorded, in file order.
 
-Flow control: the readers share a small progress board (a memory-mapped int64 array, one
-row per reader: watermark sent, pulses, messages, done, ready; a last row for the replay's
-start and release signals). A reader that is more than ``--lead-ns`` of DAQ time ahead of
-the slowest unfinished reader waits, so the builder never holds more than that lead of any
-stream: its memory does not grow with the file. Each reader prepares its first message,
-says it is ready and waits for the start signal, so the replay's clock measures streaming,
-not process start-up. A reader that has sent everything stays connected until the replay
-releases it (after the builder acknowledged the end of the run): ZeroMQ drops what is still
-in flight from a peer that goes away. ``--speed`` paces the sends to a multiple of real
-time (0 = as fast as possible); ``--shuffle-seed`` permutes the messages within blocks of
-SHUFFLE_BLOCK (the builder must reorder them).
+Progress board: a small memory-mapped int64 array shared with the replay, one row per
+stream (watermark sent, pulses, messages, done, ready) and a last row for the replay's
+start and release signals. The reader prepares its first message, says it is ready and
+waits for the start signal, so the replay's clock measures streaming, not process
+start-up. Once it has sent everything it stays connected until the replay releases it
+(after the builder acknowledged the end of the run): ZeroMQ drops what is still in flight
+from a peer that goes away. ``--speed`` paces the sends to a multiple of real time (0 = as
+fast as possible); ``--shuffle-seed`` permutes the messages within blocks of SHUFFLE_BLOCK
+(the builder must reorder them).
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import itertools
 import logging
 import os
@@ -49,30 +54,28 @@ import zmq
 from .kernels import is_sorted
 from .rawfile import RawReader
 from .rawindex import PulseIndex
-from .records import FLAG_REACTOR_ON, Stream, stream_by_name
+from .records import FLAG_REACTOR_ON, STREAM_NAMES, Stream, stream_by_name
 from .wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch, send_batch
 
 log = logging.getLogger("daq.replay_reader")
 
 BOARD_FIELDS = ("watermark_ns", "pulses", "messages", "done", "ready")
-"""Columns of the progress board, one row per reader; a last row holds the start signal."""
+"""Columns of the progress board, one row per stream; a last row holds the start signal."""
 SEND_HWM = 4
-"""Messages queued in ZeroMQ per reader before the builder's pace holds the reader."""
+"""Messages queued in ZeroMQ before the builder's pace holds the reader."""
 SHUFFLE_BLOCK = 64
 """Messages permuted among themselves with --shuffle-seed (well below the builder's
 out-of-order allowance, daq.eventbuilder.MAX_PENDING_BATCHES)."""
 NEVER_NS = -(2**62)
-"""Board watermark of a reader that has sent nothing yet."""
-NO_LIMIT_NS = 2**62
-"""Stands for the watermark of a finished reader (it holds nobody back)."""
+"""Board watermark of a stream that has sent nothing yet."""
 WAIT_S = 0.001
 
 
-def open_board(path: Path, readers: int | None = None) -> np.ndarray:
-    """The progress board: create it for ``readers`` rows (plus the start row), or open it."""
-    if readers is not None:
+def open_board(path: Path, streams: int | None = None) -> np.ndarray:
+    """The progress board: create it for ``streams`` rows (plus the start row), or open it."""
+    if streams is not None:
         board = np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.int64, shape=(readers + 1, len(BOARD_FIELDS))
+            path, mode="w+", dtype=np.int64, shape=(streams + 1, len(BOARD_FIELDS))
         )
         board[:, 0] = NEVER_NS
         board[-1, 0] = 0
@@ -87,12 +90,12 @@ def start_readers(board: np.ndarray) -> None:
 
 
 def release_readers(board: np.ndarray) -> None:
-    """Let the readers close their sockets and exit (the builder has everything)."""
+    """Let the reader close its socket and exit (the builder has everything)."""
     board[-1, 1] = 1
 
 
 def readers_ready(board: np.ndarray) -> bool:
-    """True once every reader prepared its first message (or already finished)."""
+    """True once the reader prepared its first message (or already finished)."""
     rows = board[:-1]
     return bool(np.all((rows[:, 4] == 1) | (rows[:, 3] == 1)))
 
@@ -250,11 +253,17 @@ class _Plan:
         )
 
 
-def recorded_batches(path: Path, stream: Stream) -> Iterator[Batch]:
-    """Every batch of the stream that RawReader recovers from a (damaged) file, as recorded."""
+def recorded_batches(path: Path, streams: tuple[Stream, ...]) -> Iterator[Batch]:
+    """Every batch of the streams that RawReader recovers from a (damaged) file, as recorded."""
     for batch in RawReader(path).iter_batches():
-        if batch.stream == stream:
+        if batch.stream in streams:
             yield batch
+
+
+def planned_messages(index: PulseIndex, streams: tuple[Stream, ...], args) -> Iterator[Batch]:
+    """The streams' messages of an intact file (see _Plan), merged in watermark order."""
+    plans = [_Plan(index, s, args.chunk_pulses, args.chunk_span_ns) for s in streams]
+    return heapq.merge(*(p.messages() for p in plans), key=lambda batch: batch.watermark_ns)
 
 
 def shuffled(messages: Iterator[Batch], seed: int) -> Iterator[Batch]:
@@ -270,41 +279,34 @@ def shuffled(messages: Iterator[Batch], seed: int) -> Iterator[Batch]:
 
 
 class Sender:
-    """Sends messages with pacing and the progress board's flow control."""
+    """Sends messages with pacing, counting them per stream on the progress board."""
 
-    def __init__(self, args: argparse.Namespace, board: np.ndarray, socket: zmq.Socket) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        board: np.ndarray,
+        streams: tuple[Stream, ...],
+        socket: zmq.Socket,
+    ) -> None:
         self.board = board
-        self.slot = args.slot
-        self.lead_ns = args.lead_ns
+        self.rows = {int(s): board[i] for i, s in enumerate(streams)}
         self.speed = args.speed
         self.t0_ns = args.t0_ns
         self.socket = socket
         self.start = time.monotonic()
-        self.waited_s = 0.0
+        self.cpu_start = time.process_time()
         self.sending_s = 0.0
 
     def wait_for_start(self) -> None:
-        """Say this reader is ready, then wait for the start signal."""
-        self.board[self.slot, 4] = 1
+        """Say the reader is ready, then wait for the start signal."""
+        self.board[:-1, 4] = 1
         while self.board[-1, 0] == 0:
             time.sleep(WAIT_S)
         self.start = time.monotonic()
         self.cpu_start = time.process_time()
 
-    def _wait_for_others(self) -> None:
-        started = time.monotonic()
-        rows = self.board[:-1]
-        while True:
-            others = np.where(rows[:, 3] == 0, rows[:, 0], NO_LIMIT_NS)
-            others[self.slot] = NO_LIMIT_NS
-            if rows[self.slot, 0] <= others.min() + self.lead_ns:
-                self.waited_s += time.monotonic() - started
-                return
-            time.sleep(WAIT_S)
-
     def send(self, batch: Batch) -> None:
-        """Send one message once flow control and pacing allow it."""
-        self._wait_for_others()
+        """Send one message once pacing allows it."""
         if self.speed > 0:
             due = self.start + (batch.watermark_ns - self.t0_ns) / (self.speed * 1e9)
             delay = due - time.monotonic()
@@ -313,30 +315,28 @@ class Sender:
         started = time.monotonic()
         send_batch(self.socket, batch)
         self.sending_s += time.monotonic() - started
-        row = self.board[self.slot]
+        row = self.rows[batch.stream]
         row[0] = max(row[0], batch.watermark_ns)
         row[1] += len(batch.pulses)
         row[2] += 1
 
     def finish(self) -> None:
         """Say everything was sent, then stay connected until released (or orphaned)."""
-        self.board[self.slot, 3] = 1
+        self.board[:-1, 3] = 1
         parent = os.getppid()
         while self.board[-1, 1] == 0 and os.getppid() == parent:
             time.sleep(WAIT_S * 10)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="nudaq replay reader: one stream of a raw file")
+    p = argparse.ArgumentParser(description="nudaq replay reader: the streams of a raw file")
     p.add_argument("--file", type=Path, required=True, help="raw pulses file")
-    p.add_argument("--stream", required=True, help="hpge, acv, crv or reactor")
+    p.add_argument("--streams", required=True, help="comma-separated: board row order")
     p.add_argument("--endpoint", required=True, help="the builder's data endpoint (PUSH)")
     p.add_argument("--board", type=Path, required=True, help="progress board (.npy)")
-    p.add_argument("--slot", type=int, required=True, help="this reader's row on the board")
     p.add_argument("--index", type=Path, help="verified batch index (.npy): intact file")
     p.add_argument("--chunk-pulses", type=int, default=1 << 17)
     p.add_argument("--chunk-span-ns", type=int, default=10**11)
-    p.add_argument("--lead-ns", type=int, default=10**11, help="DAQ time ahead of the others")
     p.add_argument("--speed", type=float, default=0.0, help="x real time (0: as fast as can)")
     p.add_argument("--t0-ns", type=int, default=0, help="DAQ time of the start (pacing)")
     p.add_argument("--shuffle-seed", type=int, help="permute messages within blocks")
@@ -349,13 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     from .process import setup_logging
 
     args = parse_args(argv)
-    stream = stream_by_name(args.stream)
-    setup_logging(f"replay-{args.stream}", args.data_dir)
+    streams = tuple(stream_by_name(name) for name in args.streams.split(","))
+    setup_logging("replay-reader", args.data_dir)
     if args.index is not None:
-        index = PulseIndex.open(args.file, args.index)
-        messages = _Plan(index, stream, args.chunk_pulses, args.chunk_span_ns).messages()
+        messages = planned_messages(PulseIndex.open(args.file, args.index), streams, args)
     else:
-        messages = recorded_batches(args.file, stream)
+        messages = recorded_batches(args.file, streams)
     if args.shuffle_seed is not None:
         messages = shuffled(messages, args.shuffle_seed)
     board = open_board(args.board)
@@ -363,22 +362,18 @@ def main(argv: list[str] | None = None) -> int:
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.SNDHWM, SEND_HWM)
     push.connect(args.endpoint)
-    sender = Sender(args, board, push)
+    sender = Sender(args, board, streams, push)
     try:
         first = next(messages, None)
         sender.wait_for_start()
         for batch in itertools.chain([first] if first is not None else [], messages):
             sender.send(batch)
-        row = board[args.slot]
+        for stream, row in zip(streams, board, strict=False):
+            log.info("%s: %d pulses in %d messages", STREAM_NAMES[stream], row[1], row[2])
         log.info(
-            "%s: %d pulses in %d messages in %.3f s, %.3f s of CPU (%.3f s waiting for the"
-            " other readers, %.3f s in sends)",
-            args.stream,
-            row[1],
-            row[2],
+            "sent in %.3f s, %.3f s of CPU (%.3f s in sends)",
             time.monotonic() - sender.start,
             time.process_time() - sender.cpu_start,
-            sender.waited_s,
             sender.sending_s,
         )
         sender.finish()

@@ -2,7 +2,7 @@
 
 A synthetic run at the realistic rates (daq.bench.synthetic) is written with the raw
 writer and replayed by the real command (its own processes, a fresh SQLite database); the
-figures are those of its --json summary: pulses per second over the streaming (readers
+figures are those of its --json summary: pulses per second over the streaming (reader
 started, builder through its final commit) and over the whole command, and the builder's
 peak RSS. A second run a tenth as long is the memory baseline: a flat builder peaks the
 same.

@@ -84,7 +84,7 @@ def print_table(r: dict) -> None:
         f"{r['replay_pulses_per_s'] / ceiling:.2f}",
     )
     table.add_row(
-        "replay, streaming only (readers sent all)",
+        "replay, streaming only (reader sent all)",
         _m(r["replay_streaming_pulses_per_s"]),
         f"zmq tcp ceiling {_m(r['zmq_ceiling_tcp_pulses_per_s'])}",
         f"{r['replay_streaming_pulses_per_s'] / ceiling:.2f}",
