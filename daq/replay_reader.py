@@ -43,7 +43,9 @@ import heapq
 import itertools
 import logging
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +71,8 @@ out-of-order allowance, daq.eventbuilder.MAX_PENDING_BATCHES)."""
 NEVER_NS = -(2**62)
 """Board watermark of a stream that has sent nothing yet."""
 WAIT_S = 0.001
+PREFETCH = 4
+"""Messages the reader prepares ahead of the one being sent."""
 
 
 def open_board(path: Path, streams: int | None = None) -> np.ndarray:
@@ -278,6 +282,27 @@ def shuffled(messages: Iterator[Batch], seed: int) -> Iterator[Batch]:
     yield from (block[i] for i in rng.permutation(len(block)))
 
 
+def prefetched(messages: Iterator[Batch], depth: int = PREFETCH) -> Iterator[Batch]:
+    """The messages, prepared up to ``depth`` ahead by a background thread: reading and
+    re-chunking (numba, without the GIL) go on while a send waits for the builder."""
+    ready: queue.Queue = queue.Queue(depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for message in messages:
+                ready.put(message)
+            ready.put(done)
+        except Exception as err:  # handed to the consumer, raised there
+            ready.put(err)
+
+    threading.Thread(target=produce, name="prefetch", daemon=True).start()
+    while (item := ready.get()) is not done:
+        if isinstance(item, Exception):
+            raise item
+        yield item
+
+
 class Sender:
     """Sends messages with pacing, counting them per stream on the progress board."""
 
@@ -357,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         messages = recorded_batches(args.file, streams)
     if args.shuffle_seed is not None:
         messages = shuffled(messages, args.shuffle_seed)
+    messages = prefetched(messages)
     board = open_board(args.board)
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
