@@ -342,8 +342,6 @@ class BuilderProcess:
         reactor = transition.get("reactor")
         reactor_on = None if reactor is None else reactor == "on"
         replay = bool(transition.get("replay", False))
-        if replay:
-            warm_up()  # before the acknowledgement: the replay's clock starts after it
         variants = transition.get("variants") or [{"tag": transition.get("tag", "")}]
         self.recorder = RunRecorder(
             self.config, self.data_dir, self.engine, run, streams, reactor_on, variants, replay
@@ -459,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     db_url = args.db or default_db_url(data_dir)
     process = BuilderProcess(config, data_dir, db_url, ctx, args.name, args.recv_hwm)
+    warm_up()  # not in the first build; a replay's clock starts at the begin, after this
     log.info("builder up (pid in logs), data dir %s", data_dir)
     try:
         process.serve(stop)
