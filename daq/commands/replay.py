@@ -9,8 +9,6 @@ from pathlib import Path
 
 from ..config import default_data_dir, default_db_url, load_config
 from ..errors import ConfigError
-from ..replay import CHUNK_PULSES, ReplayOptions, damage_message, replay
-from ..scan import parse_scan
 
 EXIT_DAMAGED = 1
 """Exit status when a file was damaged: replayed around the damage, damage recorded."""
@@ -41,8 +39,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--chunk-pulses",
         type=int,
-        default=CHUNK_PULSES,
-        help="largest message (pulses); 0 sends the recorded batches as they are",
+        help="largest message (pulses, default 131072); 0 sends the recorded batches as they are",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
@@ -148,6 +145,9 @@ def _scan_table(result):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..replay import CHUNK_PULSES, ReplayOptions, damage_message, replay
+    from ..scan import parse_scan
+
     data_dir = Path(args.data_dir or default_data_dir()).expanduser().absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config) if args.config else None
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         scan=parse_scan(args.scan, config or load_config(None)) if args.scan else None,
         speed=_speed(args.speed),
         shuffle_seed=args.shuffle_seed,
-        chunk_pulses=max(args.chunk_pulses, 0),
+        chunk_pulses=CHUNK_PULSES if args.chunk_pulses is None else max(args.chunk_pulses, 0),
     )
     bar = _Bar() if sys.stderr.isatty() and not args.json else None
     try:
