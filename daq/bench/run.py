@@ -10,6 +10,7 @@ kernel_pulses_per_s            searchsorted_pulses_per_s, merge_asof_pulses_per_
                                (stress and realistic mixes, results asserted equal)
 builder_peak_rss_mb            the same for a replay a tenth as long (flat memory)
 live_max_zero_loss_pulses...   the issue's target, 300 000 pulses/s (not with --quick)
+long_exposure_s                the issue's target, a few minutes (not with --quick)
 =============================  ===========================================================
 """
 
@@ -20,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import live, replay_bench, tagging, zmq_ceiling
+from . import live, long_exposure, replay_bench, tagging, zmq_ceiling
 
 LIVE_TARGET = 300_000
 
@@ -61,6 +62,8 @@ def run_benchmarks(quick: bool = False, log=_log) -> dict:
         result = live.live_max_zero_loss(log=log)
         out["live_max_zero_loss_pulses_per_s"] = result["pulses_per_s"]
         out["live_steps"] = result["steps"]
+        log("nudaq sim generate: 4712 h ON + 1250 h OFF ...")
+        out["long_exposure_s"] = long_exposure.generate_seconds()
     return out
 
 
@@ -115,5 +118,14 @@ def print_table(r: dict) -> None:
             f"{live_rate:,.0f}",
             f"target {LIVE_TARGET:,}",
             f"{live_rate / LIVE_TARGET:.2f}",
+        )
+    if "long_exposure_s" in r:
+        took = sum(r["long_exposure_s"].values())
+        hours = " + ".join(f"{h:g} h {s.upper()}" for s, h in long_exposure.HOURS.items())
+        table.add_row(
+            f"sim generate {hours} (s)",
+            f"{took:.1f}",
+            f"target {long_exposure.TARGET_S:.0f} s",
+            f"{took / long_exposure.TARGET_S:.2f}",
         )
     Console().print(table)

@@ -8,8 +8,6 @@ Ma et al., PRC 88 (2013) 014605 (energy per fission); CODATA 2018 and PDG consta
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy.integrate import quad
@@ -193,16 +191,6 @@ def test_counts_in_bins_integrates_and_folds_resolution():
     sigma = np.sqrt(np.sum((centres - mean) ** 2 * line) / line.sum())
     assert line.sum() == pytest.approx(1.0, rel=1e-3)
     assert sigma * 2.3548 == pytest.approx(np.sqrt(0.36 + 0.028 * 30), rel=0.01)
-
-
-def test_rates_are_fast():
-    t = np.linspace(1.0, 100.0, 1000)
-    physics.mm_rate_per_kg_keV_day(t, 1.0, 2900, 28)
-    start = time.perf_counter()
-    for _ in range(20):
-        physics.mm_rate_per_kg_keV_day(t, 1.0, 2900, 28)
-        physics.sm_rate_per_kg_keV_day(t, 2900, 28)
-    assert (time.perf_counter() - start) / 20 < 0.01
 
 
 def test_invalid_reactor_inputs():
