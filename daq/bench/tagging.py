@@ -23,7 +23,7 @@ MIXES = {
     "realistic": {"hpge": 30.0, "acv": 1000.0, "crv": 300.0, "span_s": 3600.0},
 }
 """Rates (Hz) and span (s) of each mix."""
-REPEAT = 3
+REPEAT = 5
 
 
 def make_mix(name: str, seed: int = 7) -> dict[str, np.ndarray]:
