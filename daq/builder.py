@@ -431,6 +431,7 @@ class BuilderProcess:
             "live_time_s": live / 1e9,
             "horizon_ns": s["horizon_ns"],
             "reactor": {True: "on", False: "off", None: "?"}[s["reactor_on"]],
+            "power_MW": recorder.builder.power_MW,
             "events": s["events"],
             "rejected_messages": s["rejected_messages"] + recorder.undecodable,
             "missing_batches": s["missing_batches"],

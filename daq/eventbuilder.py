@@ -370,6 +370,12 @@ class EventBuilder:
             return np.full(len(t), self._fixed_on, dtype=bool)
         return (readings["flags"][self._reading_index(t)] & FLAG_REACTOR_ON) != 0
 
+    @property
+    def power_MW(self) -> float | None:
+        """Reactor thermal power (MW) of the latest reading received; None before the first."""
+        readings = self._readings()
+        return float(readings["adc"][-1]) / 1000.0 if len(readings) else None
+
     def _power_MW_at(self, t: int) -> float:
         readings = self._readings()
         if not len(readings):

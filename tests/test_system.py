@@ -130,6 +130,12 @@ def test_status_run_control_and_killed_readout(data_dir):
         status = wait_for(lambda: running_status(data_dir), 90, "a running system")
         assert status["run"] == 1
         assert {"builder", "readout-hpge", "readout-acv", "readout-crv"} <= set(status["processes"])
+        power = wait_for(
+            lambda: ((running_status(data_dir) or {}).get("monitor") or {}).get("power_MW"),
+            30,
+            "the reactor power in the status",
+        )
+        assert power == pytest.approx(Config().sim.reactor[0].power_MW, rel=0.05)
         stop = nudaq("run", "stop", "--json", "--data-dir", str(data_dir))
         assert stop.returncode == 0, stop.stderr
         assert json.loads(stop.stdout)["summary"]["run"] == 1

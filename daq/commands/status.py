@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "?" if value is None else format(value, spec)
+
+
 def render(status: dict) -> None:
     """Print the overview with rich: run, processes, rates and losses per stream."""
     from rich.console import Console
@@ -43,7 +47,8 @@ def render(status: dict) -> None:
     console.print(
         f"[bold]run {status.get('run') or '-'}[/bold]  state [bold]{status['state']}[/bold]  "
         f"elapsed {status.get('elapsed_s', 0):.0f} s  reactor {mon.get('reactor', '?')}  "
-        f"power {mon.get('power_MW', 0):.0f} MW  dead {100 * mon.get('dead_fraction', 0):.2f}%"
+        f"power {_number(mon.get('power_MW'), '.0f')} MW  "
+        f"dead {100 * mon.get('dead_fraction', 0):.2f}%"
     )
     if status.get("error"):
         console.print(f"[red]error: {status['error']}[/red]")

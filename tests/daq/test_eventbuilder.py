@@ -132,6 +132,8 @@ def test_hand_made_coincidences_and_categories():
     assert s["events"] == {"all": 6, "ac": 2, "crv": 3, "candidate": 1, "random_trigger": 1}
     assert s["pulses"] == {"hpge": 7, "acv": 5, "crv": 5, "reactor": 2}
     assert s["rejected_messages"] == 0 and s["missing_batches"] == 0
+    assert eb.power_MW == 0.0  # the latest reading: reactor off
+    assert EventBuilder(config, RUN).power_MW is None
 
 
 def test_nothing_is_built_before_every_window_is_complete():
