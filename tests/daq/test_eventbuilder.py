@@ -52,9 +52,9 @@ def stream_batches(stream, data, start, stop, edges=(), dead_ns=0, run=RUN) -> l
     return out
 
 
-def build(config, batches, advance_every=1, **kwargs):
+def build(config, batches, advance_every=1, run=RUN, **kwargs):
     """Feed batches in the given order; the summed update, all events and the builder."""
-    eb = EventBuilder(config, RUN, **kwargs)
+    eb = EventBuilder(config, run, **kwargs)
     total = BuildUpdate.empty(eb.n_bins)
     events = []
     for i, batch in enumerate(batches, start=1):

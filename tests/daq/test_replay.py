@@ -11,7 +11,6 @@ from daq.bench.synthetic import Rates, write_synthetic_run
 from daq.bench.tagging import tag_merge_asof, tag_searchsorted
 from daq.config import Config
 from daq.errors import ConfigError, RawFileError
-from daq.eventbuilder import EventBuilder
 from daq.kernels import tag_window
 from daq.rawfile import EVENTS, PULSES, RawReader, RawWriter, raw_path
 from daq.rawindex import scan_pulses
@@ -21,6 +20,7 @@ from daq.scan import parse_scan
 from daq.update import BuildUpdate
 from daq.variants import with_overrides
 from daq.wire import KIND_DATA, Batch
+from tests.daq.test_eventbuilder import build as build_in_order
 
 RATES = Rates(hpge_hz=200.0, acv_hz=2000.0, crv_hz=500.0, rt_hz=20.0)
 
@@ -34,19 +34,9 @@ def synthetic(tmp_path_factory) -> Path:
 
 
 def build(batches, config: Config | None = None) -> tuple[BuildUpdate, np.ndarray, dict]:
-    """Feed batches to one EventBuilder; the summed update, the events, the summary."""
-    eb = EventBuilder(config or Config(), 3)
-    total = BuildUpdate.empty(eb.n_bins)
-    events = []
-    for batch in batches:
-        eb.add(batch)
-        update = eb.advance()
-        total.merge(update)
-        events.append(update.events)
-    update = eb.finish()
-    total.merge(update)
-    events.append(update.events)
-    return total, np.sort(np.concatenate(events), order="t_ns"), eb.summary
+    """Feed batches to one EventBuilder; the summed update, the events by time, the summary."""
+    total, events, eb = build_in_order(config or Config(), batches, run=3)
+    return total, np.sort(events, order="t_ns"), eb.summary
 
 
 def assert_same_build(a, b) -> None:
