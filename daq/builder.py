@@ -40,6 +40,7 @@ import logging
 import resource
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,9 @@ BURST = 500
 DRAIN_S = 2.0
 """Longest time spent reading queued messages when a run is closed (wall s)."""
 MONITOR_INTERVAL_S = 1.0
+RATE_WINDOW_S = 10.0
+"""Monitor rates average over the last this many seconds (wall): a sub-Hz stream then shows
+its rate, not 0 or 1 Hz, and the figure still moves every snapshot."""
 POLL_MS = 100
 UNDECODABLE = "undecodable"
 REPLAY_BURST_PULSES = 1 << 20
@@ -261,7 +265,7 @@ class BuilderProcess:
         self.last_summary: dict | None = None
         self.exit_requested = False
         self._next_monitor = 0.0
-        self._rates_at: tuple[float, dict[str, int]] = (time.monotonic(), {})
+        self._counts_seen: deque[tuple[float, dict[str, int]]] = deque([(time.monotonic(), {})])
 
     # -- main loop ------------------------------------------------------------------------------
     def serve(self, stop: StopFlag) -> None:
@@ -410,13 +414,16 @@ class BuilderProcess:
         """The monitoring snapshot: what a shifter's status line shows."""
         recorder = self.recorder
         if recorder is None:
-            self._rates_at = (now, {})
+            self._counts_seen = deque([(now, {})])
             return {"time": time.time(), "state": "idle", "run": None, "last": self.last_summary}
         s = recorder.builder.summary
-        then, counts = self._rates_at
+        seen = self._counts_seen
+        while len(seen) > 1 and seen[1][0] <= now - RATE_WINDOW_S:
+            seen.popleft()
+        then, counts = seen[0]
         dt = max(now - then, 1e-9)
         rates = {name: (n - counts.get(name, 0)) / dt for name, n in s["pulses"].items()}
-        self._rates_at = (now, dict(s["pulses"]))
+        seen.append((now, dict(s["pulses"])))
         elapsed = sum(s["elapsed_ns"].values())
         live = sum(s["live_ns"].values())
         return {
