@@ -136,6 +136,19 @@ def test_status_run_control_and_killed_readout(data_dir):
             "the reactor power in the status",
         )
         assert power == pytest.approx(Config().sim.reactor[0].power_MW, rel=0.05)
+        # Rates are per second of DAQ time: the physical rates, at 5x speed too.
+        acv_hz = Config().sim.acv_singles_hz
+        wait_for(
+            lambda: (
+                0.8 * acv_hz
+                < ((running_status(data_dir) or {}).get("monitor") or {})
+                .get("rates_hz", {})
+                .get("acv", 0)
+                < 1.25 * acv_hz
+            ),
+            30,
+            f"an AC rate near {acv_hz} Hz",
+        )
         stop = nudaq("run", "stop", "--json", "--data-dir", str(data_dir))
         assert stop.returncode == 0, stop.stderr
         assert json.loads(stop.stdout)["summary"]["run"] == 1
