@@ -265,9 +265,9 @@ class RawWriter:
 class DamagedRegion:
     """Bytes a reader had to skip, and the DAQ-clock times (ns) around them.
 
-    ``last_good_ns``/``resumed_ns``: watermark (pulses) or event time (events) of the last
-    message read before the gap and of the first one after it (None: none there). The
-    skipped bytes held what was recorded between these two times.
+    ``last_good_ns``/``resumed_ns``: watermark of the last wire batch (pulses) or time of the
+    last event (events) read before the gap, and of the first one after it (None: none
+    there). The skipped bytes held what was recorded between these two times.
     """
 
     offset: int
@@ -338,6 +338,8 @@ class RawReader:
             raise RawFileError(
                 f"{self.path}: an Arrow stream but not a nudaq raw file (schema metadata: {err})"
             ) from None
+        if self.format_version < 1:
+            raise RawFileError(f"{self.path}: unknown format version {self.format_version}")
         if self.format_version > FORMAT_VERSION:
             raise RawFileError(
                 f"{self.path}: format version {self.format_version} is newer than this nudaq reads"
