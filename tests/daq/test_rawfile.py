@@ -178,6 +178,31 @@ def test_batches_between_flushes_form_one_block(tmp_path):
         assert_same_batch(a, b)
 
 
+def test_corrupted_block_loses_only_its_batches(tmp_path):
+    prefix = tmp_path / "run"
+    rng = np.random.default_rng(17)
+    blocks = [[make_batch(rng, i % 3, 10 * k + i, 40) for i in range(6)] for k in range(3)]
+    with RawWriter(prefix, 7, CONFIG) as writer:
+        for block in blocks:
+            for batch in block:
+                writer.write_batch(batch)
+            writer.flush()
+    path = raw_path(prefix, "pulses")
+    original = path.read_bytes()
+    (start, end) = message_ranges(original)[1]
+    data = bytearray(original)
+    data[(start + end) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    reader = RawReader(path)
+    got = list(reader.iter_batches())
+    for a, b in zip(got, blocks[0] + blocks[2], strict=True):
+        assert_same_batch(a, b)
+    region = reader.damage.regions[0]
+    assert (region.offset, region.bytes_skipped) == (start, end - start)
+    assert region.last_good_ns == blocks[0][-1].watermark_ns
+    assert region.resumed_ns == blocks[2][0].watermark_ns
+
+
 def write_format_1(path, batches: list[Batch]) -> None:
     """A pulses file as format version 1 wrote it: one record batch per wire batch."""
     meta = {"nudaq.format": "nudaq-pulses", "nudaq.format_version": "1", "nudaq.run": "7"}
