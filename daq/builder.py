@@ -22,7 +22,8 @@ run summary. ``exit`` and SIGTERM end an open run at once with what has arrived,
 
 Every message received is decoded; undecodable ones are logged and counted as rejected (in
 the summary and in SQL under the stream name "undecodable") and never stop the builder.
-Decoded batches are written to the raw file as received, then given to the EventBuilder.
+Decoded batches are written to the raw file as received (a block per flush, see
+daq.rawfile), then given to the EventBuilder.
 
 Replay (daq.replay) drives the same process with more ``begin`` fields: ``replay`` true (no
 raw files are written, spectra are committed once, at the end, and the builder advances

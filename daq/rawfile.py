@@ -3,28 +3,38 @@
 A run ``<prefix>`` is recorded in two files of the Arrow IPC *stream* format (a standard
 container: any Arrow implementation reads them, no nudaq code needed)::
 
-    <prefix>.pulses.arrow   one record batch per received wire batch (daq.wire.Batch),
+    <prefix>.pulses.arrow   one record batch (a *block*) per flush of the writer, holding
+                            every wire batch (daq.wire.Batch) received since the last one,
                             heartbeats, BOR and EOR included, in arrival order
         columns   t_ns int64 (ns, common clock), adc uint32, channel uint16, flags uint16
-                  (daq.records.PULSE_DTYPE)
-        per-batch custom metadata (decimal strings): kind (1 data, 2 BOR, 3 EOR), stream,
-                  run, seq, watermark_ns, dead_ns, dropped, lost_frames (the wire header),
-                  crc32 (of the 48-byte packed wire header followed by the PULSE_DTYPE records)
+                  (daq.records.PULSE_DTYPE): the pulses of the block's wire batches, one
+                  after the other
+        per-block custom metadata:
+          batches  the wire headers, lowercase hex of one little-endian 72-byte record per
+                   wire batch (BLOCK_HEADER_DTYPE: kind (1 data, 2 BOR, 3 EOR), stream, run,
+                   seq, watermark_ns, dead_ns, dropped, lost_frames, n = its pulses, each
+                   64 bits, two's complement): wire batch i holds the n pulses after those of i-1
+          crc32    decimal: crc32 over the block's wire batches in order, each as its 48-byte
+                   packed wire header followed by its PULSE_DTYPE records
     <prefix>.events.arrow   built HPGe events, in time order
         columns   t_ns int64, adc uint32, channel uint16, flags uint16, energy_keV float64,
                   tags uint8 (daq.records.EVENT_DTYPE)
         per-batch custom metadata: crc32 (of the EVENT_DTYPE records)
 
 Schema metadata of both files: ``nudaq.format`` (``nudaq-pulses`` or ``nudaq-events``),
-``nudaq.format_version``, ``nudaq.run``, ``nudaq.version`` and ``nudaq.config`` (the run's
-configuration snapshot, JSON). Analysts open them with pyarrow or pandas::
+``nudaq.format_version`` (2; version 1 pulses files held one record batch per wire batch with
+the header fields as decimal custom metadata, and are still read), ``nudaq.run``,
+``nudaq.version`` and ``nudaq.config`` (the run's configuration snapshot, JSON). Analysts
+open them with pyarrow or pandas::
 
     reader = pyarrow.ipc.open_stream("run000012.pulses.arrow")
-    batch, meta = reader.read_next_batch_with_custom_metadata()
+    block, meta = reader.read_next_batch_with_custom_metadata()
+    headers = numpy.frombuffer(bytes.fromhex(meta[b"batches"].decode()), "<i8").reshape(-1, 9)
     frame = pyarrow.ipc.open_stream("run000012.events.arrow").read_pandas()
 
-Crash safety: the stream format needs no footer, so everything flushed before a crash is
-readable. ``RawReader`` reads every intact message; where a message is truncated or does
+Crash safety: the stream format needs no footer, so every block flushed before a crash is
+readable; the writer keeps the wire batches of the block being filled in memory until the
+next flush. ``RawReader`` reads every intact message; where a message is truncated or does
 not decode (bad framing, wrong columns, checksum mismatch) it scans forward to the next
 Arrow message marker (0xFFFFFFFF + length) whose message decodes and verifies, and resumes
 there. What it skipped is reported in ``RawReader.damage`` instead of raising.
@@ -51,11 +61,17 @@ from .wire import Batch
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PULSES = "pulses"
 EVENTS = "events"
 FORMATS = {PULSES: "nudaq-pulses", EVENTS: "nudaq-events"}
 BATCH_KEYS = ("kind", "stream", "run", "seq", "watermark_ns", "dead_ns", "dropped", "lost_frames")
+BLOCK_HEADER_DTYPE = np.dtype(
+    [(key, "<i8" if key in ("watermark_ns", "dead_ns") else "<u8") for key in (*BATCH_KEYS, "n")]
+)
+"""One wire batch's header in a pulses block (the ``batches`` custom metadata)."""
+BLOCK_MAX_PULSES = 1 << 22
+"""A block is written once it holds this many pulses, even before the next flush."""
 _MARKER = b"\xff\xff\xff\xff"
 _END_OF_STREAM = _MARKER + b"\x00\x00\x00\x00"
 _ARROW_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, StopIteration)
@@ -102,8 +118,13 @@ def _from_arrow(batch: pa.RecordBatch, kind: str) -> np.ndarray:
     return out
 
 
-def _batch_crc(batch: Batch) -> int:
-    return zlib.crc32(np.ascontiguousarray(batch.pulses, PULSE_DTYPE), zlib.crc32(batch.header()))
+def _batches_crc(batches: list[Batch]) -> int:
+    """crc32 over the wire batches in order, each as packed header then records."""
+    crc = 0
+    for batch in batches:
+        pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
+        crc = zlib.crc32(pulses, zlib.crc32(batch.header(), crc))
+    return crc
 
 
 class _HashingFile:
@@ -162,11 +183,40 @@ class _StreamSink:
         return RawFileInfo(self.file.path, self.file.sha256.hexdigest(), self.file.bytes)
 
 
+class _Block:
+    """The wire batches received since the last flush: one record batch of a pulses file."""
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[int, ...]] = []
+        self.pulses: list[np.ndarray] = []
+        self.n = 0
+        self.crc = 0
+
+    def add(self, batch: Batch) -> None:
+        """Append a wire batch, extending the block's checksum."""
+        pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
+        self.crc = zlib.crc32(pulses, zlib.crc32(batch.header(), self.crc))
+        self.headers.append((*(getattr(batch, key) for key in BATCH_KEYS), len(pulses)))
+        self.pulses.append(pulses)
+        self.n += len(pulses)
+
+    def records(self) -> np.ndarray:
+        """The pulses of every wire batch, in arrival order."""
+        return np.concatenate(self.pulses)
+
+    def metadata(self) -> dict[str, str]:
+        """The custom metadata of the block: wire headers and checksum."""
+        headers = np.array(self.headers, BLOCK_HEADER_DTYPE)
+        return {"batches": headers.tobytes().hex(), "crc32": str(self.crc)}
+
+
 class RawWriter:
     """Records one run: wire batches to ``<prefix>.pulses.arrow``, events to ``.events.arrow``.
 
-    Bytes reach the OS at every ``flush()`` (the builder calls it about once a second) and
-    at ``close()``; a crash loses at most what was written since the last flush.
+    Wire batches are kept in memory and written as one block at every ``flush()`` (the
+    builder calls it about once a second), at ``close()``, and once a block holds
+    BLOCK_MAX_PULSES; bytes reach the OS at every flush and at close. A crash loses at most
+    what was received since the last flush.
     """
 
     def __init__(self, prefix: Path, run: int, config_json: str) -> None:
@@ -174,12 +224,18 @@ class RawWriter:
         self._sinks = {
             kind: _StreamSink(raw_path(prefix, kind), kind, run, config_json) for kind in FORMATS
         }
+        self._block = _Block()
 
     def write_batch(self, batch: Batch) -> None:
-        """Append one received wire batch (heartbeats, BOR and EOR included)."""
-        metadata = {key: str(getattr(batch, key)) for key in BATCH_KEYS}
-        metadata["crc32"] = str(_batch_crc(batch))
-        self._sinks[PULSES].write(batch.pulses, metadata)
+        """Add one received wire batch (heartbeats, BOR and EOR included) to the block."""
+        self._block.add(batch)
+        if self._block.n >= BLOCK_MAX_PULSES:
+            self._write_block()
+
+    def _write_block(self) -> None:
+        if self._block.headers:
+            self._sinks[PULSES].write(self._block.records(), self._block.metadata())
+            self._block = _Block()
 
     def write_events(self, events: np.ndarray) -> None:
         """Append built events (EVENT_DTYPE); an empty array writes nothing."""
@@ -188,12 +244,14 @@ class RawWriter:
             self._sinks[EVENTS].write(events, {"crc32": str(zlib.crc32(events))})
 
     def flush(self) -> None:
-        """Hand everything written so far to the operating system."""
+        """Write the block and hand everything written so far to the operating system."""
+        self._write_block()
         for sink in self._sinks.values():
             sink.file.flush()
 
     def close(self) -> list[RawFileInfo]:
         """End both streams; returns [pulses file, events file] with hashes and sizes."""
+        self._write_block()
         return [sink.close() for sink in self._sinks.values()]
 
     def __enter__(self) -> RawWriter:
@@ -207,9 +265,9 @@ class RawWriter:
 class DamagedRegion:
     """Bytes a reader had to skip, and the DAQ-clock times (ns) around them.
 
-    ``last_good_ns``/``resumed_ns``: watermark (pulses) or event time (events) of the last
-    message read before the gap and of the first one after it (None: none there). The
-    skipped bytes held what was recorded between these two times.
+    ``last_good_ns``/``resumed_ns``: watermark of the last wire batch (pulses) or time of the
+    last event (events) read before the gap, and of the first one after it (None: none
+    there). The skipped bytes held what was recorded between these two times.
     """
 
     offset: int
@@ -272,7 +330,7 @@ class RawReader:
         try:
             metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
             self.kind = {name: kind for kind, name in FORMATS.items()}[metadata["nudaq.format"]]
-            version = int(metadata["nudaq.format_version"])
+            self.format_version = int(metadata["nudaq.format_version"])
             self.run = int(metadata["nudaq.run"])
             self.config_json = metadata["nudaq.config"]
             self.nudaq_version = metadata["nudaq.version"]
@@ -280,9 +338,11 @@ class RawReader:
             raise RawFileError(
                 f"{self.path}: an Arrow stream but not a nudaq raw file (schema metadata: {err})"
             ) from None
-        if version > FORMAT_VERSION:
+        if self.format_version < 1:
+            raise RawFileError(f"{self.path}: unknown format version {self.format_version}")
+        if self.format_version > FORMAT_VERSION:
             raise RawFileError(
-                f"{self.path}: format version {version} is newer than this nudaq reads"
+                f"{self.path}: format version {self.format_version} is newer than this nudaq reads"
                 f" ({FORMAT_VERSION})"
             )
         if not schema.remove_metadata().equals(SCHEMAS[self.kind]):
@@ -314,13 +374,13 @@ class RawReader:
     def iter_batches(self) -> Iterator[Batch]:
         """Every intact wire batch of a pulses file, in recorded order."""
         self._require(PULSES)
-        for item, _first, _last in self._scan():
-            yield item
+        for items, _first, _last in self._scan():
+            yield from items
 
     def read_events(self) -> np.ndarray:
         """All intact events of an events file (EVENT_DTYPE)."""
         self._require(EVENTS)
-        chunks = [item for item, _first, _last in self._scan()]
+        chunks = [chunk for items, _first, _last in self._scan() for chunk in items]
         return np.concatenate(chunks) if chunks else np.zeros(0, EVENT_DTYPE)
 
     def _require(self, kind: str) -> None:
@@ -328,7 +388,8 @@ class RawReader:
             raise RawFileError(f"{self.path} holds {self.kind}, not {kind}")
 
     def _scan(self) -> Iterator[tuple]:
-        """(item, first_ns, last_ns) for each intact message; records damage on the way."""
+        """(items, first_ns, last_ns) for each intact message (items: its wire batches, or
+        its events array); records damage on the way."""
         size = self._buf.size
         regions: list[DamagedRegion] = []
         read = 0
@@ -336,7 +397,7 @@ class RawReader:
         pos = self._data_start
         while pos < size and self._map[pos : pos + 8] != _END_OF_STREAM:
             try:
-                (item, first_ns, end_ns), end = self._decode_at(pos)
+                (items, first_ns, end_ns), end = self._decode_at(pos)
             except _Undecodable as err:
                 resume = self._resync(pos)
                 regions.append(DamagedRegion(pos, resume - pos, last_ns, None, str(err)))
@@ -344,10 +405,10 @@ class RawReader:
                 continue
             if regions and regions[-1].resumed_ns is None:
                 regions[-1].resumed_ns = first_ns
-            read += 1
+            read += len(items)
             last_ns = last_ns if end_ns is None else end_ns
             pos = end
-            yield item, first_ns, end_ns
+            yield items, first_ns, end_ns
         if pos >= size and not (regions and regions[-1].offset + regions[-1].bytes_skipped == size):
             regions.append(
                 DamagedRegion(size, 0, last_ns, None, "no end-of-stream marker: file not closed")
@@ -372,7 +433,7 @@ class RawReader:
         return size
 
     def _decode_at(self, pos: int) -> tuple[tuple, int]:
-        """The verified item of the message at ``pos`` and the offset after the message."""
+        """The verified items of the message at ``pos`` and the offset after the message."""
         reader = pa.BufferReader(self._buf.slice(pos))
         try:
             message = pa.ipc.read_message(reader)
@@ -392,13 +453,30 @@ class RawReader:
             if zlib.crc32(records) != crc:
                 raise _Undecodable(f"event batch at offset {pos} fails its checksum")
             if not len(records):
-                return (records, None, None), end
-            return (records, int(records["t_ns"][0]), int(records["t_ns"][-1])), end
+                return ([records], None, None), end
+            return ([records], int(records["t_ns"][0]), int(records["t_ns"][-1])), end
         try:
-            item = Batch(pulses=records, **{key: int(metadata[key]) for key in BATCH_KEYS})
-            valid = _batch_crc(item) == crc
+            batches = self._wire_batches(records, metadata)
+            valid = _batches_crc(batches) == crc
         except (KeyError, ValueError, struct.error) as err:
             raise _Undecodable(f"batch at offset {pos} has a bad header ({err})") from None
         if not valid:
             raise _Undecodable(f"batch at offset {pos} fails its checksum")
-        return (item, item.watermark_ns, item.watermark_ns), end
+        if not batches:
+            return ([], None, None), end
+        return (batches, batches[0].watermark_ns, batches[-1].watermark_ns), end
+
+    def _wire_batches(self, records: np.ndarray, metadata: dict[str, str]) -> list[Batch]:
+        """The wire batches of a pulses record batch: a block (format 2) or one (format 1)."""
+        if self.format_version == 1:
+            return [Batch(pulses=records, **{key: int(metadata[key]) for key in BATCH_KEYS})]
+        headers = np.frombuffer(bytes.fromhex(metadata["batches"]), BLOCK_HEADER_DTYPE)
+        counts = headers["n"].astype(object)  # Python ints: no wrap-around
+        if sum(counts) != len(records):
+            raise ValueError(f"headers count {sum(counts)} pulses, the block holds {len(records)}")
+        batches, start = [], 0
+        for *fields, n in headers.tolist():
+            header = dict(zip(BATCH_KEYS, fields, strict=True))
+            batches.append(Batch(pulses=records[start : start + n], **header))
+            start += n
+        return batches

@@ -6,10 +6,12 @@ a few pulses, so replaying hours of data would spend its time in per-batch Pytho
 module reads the same files with one numba pass over the memory-mapped bytes instead:
 
 - ``scan_pulses(path)`` walks the Arrow IPC stream (continuation marker, flatbuffer
-  ``Message`` with a ``RecordBatch`` header, body), takes each batch's wire header from its
-  custom metadata, and verifies each batch's crc32 (of the 48-byte wire header followed by
-  the PULSE_DTYPE records, exactly as ``daq.rawfile`` defines it). It returns an index
-  (``INDEX_DTYPE``, one row per batch, in file order) and whether the file is intact.
+  ``Message`` with a ``RecordBatch`` header, body), takes the wire headers of each block
+  from its custom metadata, and verifies each block's crc32 (over its wire batches, each as
+  the 48-byte wire header followed by its PULSE_DTYPE records, exactly as ``daq.rawfile``
+  defines it; format 1 files: one batch per record batch, decimal metadata). It returns an
+  index (``INDEX_DTYPE``, one row per wire batch, in file order) and whether the file is
+  intact.
 - ``gather(buf, index, rows, out)`` copies the pulses of the batches ``rows`` into one
   PULSE_DTYPE array: the column-to-record transpose a replay reader needs anyway.
 
@@ -29,14 +31,14 @@ import numba
 import numpy as np
 
 from .errors import RawFileError
-from .rawfile import PULSES, RawReader
+from .rawfile import BATCH_KEYS, BLOCK_HEADER_DTYPE, PULSES, RawReader
 from .records import PULSE_DTYPE
 
 INDEX_DTYPE = np.dtype(
     [
         (name, "<i8")
         for name in (
-            "offset",  # byte offset of the message (its continuation marker)
+            "offset",  # byte offset of the message (its continuation marker) holding it
             "n",  # pulses in the batch
             "col_t",  # byte offsets of the t_ns, adc, channel, flags column data
             "col_adc",
@@ -58,10 +60,17 @@ _NF = len(INDEX_DTYPE.names)
 (_OFF, _N, _CT, _CA, _CC, _CF, _KIND, _STREAM, _RUN, _SEQ, _WM, _DEAD, _DROP, _LOST) = range(_NF)
 _ITEMSIZE = np.array([8, 4, 2, 2], dtype=np.int64)  # t_ns, adc, channel, flags
 
-# Custom-metadata keys, in the order of the index's header columns, then crc32.
-_KEYS = ("kind", "stream", "run", "seq", "watermark_ns", "dead_ns", "dropped", "lost_frames")
-_KEY_BYTES = np.frombuffer(b"".join(k.encode() for k in (*_KEYS, "crc32")), dtype=np.uint8)
-_KEY_ENDS = np.cumsum([len(k) for k in (*_KEYS, "crc32")]).astype(np.int64)
+
+def _keys(*keys: str) -> tuple[np.ndarray, np.ndarray]:
+    """Custom-metadata keys for the scan: their bytes one after the other, and end offsets."""
+    data = np.frombuffer(b"".join(k.encode() for k in keys), dtype=np.uint8)
+    return data, np.cumsum([len(k) for k in keys]).astype(np.int64)
+
+
+# Custom-metadata keys of a format 1 batch (the index's header columns, then crc32) and of
+# a format 2 block.
+_KEYS = {1: _keys(*BATCH_KEYS, "crc32"), 2: _keys("batches", "crc32")}
+_HEX_HEADER = 2 * BLOCK_HEADER_DTYPE.itemsize  # hex digits of one wire header in a block
 _U32_MAX = 2**32 - 1
 _RANGES = np.array(  # allowed range of each header field (struct formats of daq.wire.HEADER)
     [[0, 255], [0, 255], [0, _U32_MAX], [0, 2**63 - 1], [-(2**63), 2**63 - 1]]
@@ -193,8 +202,9 @@ def _parse_int(b, p, n):
 
 
 @numba.njit(cache=True, nogil=True)
-def _metadata(b, vec, lo, hi, key_bytes, key_ends, row, crc_out):
-    """Parse the custom-metadata vector into row[_KIND:] and crc_out[0]; ok flag."""
+def _values(b, vec, lo, hi, key_bytes, key_ends, where):
+    """Find each key's value in a custom-metadata vector: where[j] = (position, length);
+    ok flag (every key present, the vector well-formed)."""
     if vec < 0 or vec + 4 > hi:
         return False
     count = _u32(b, vec)
@@ -223,18 +233,35 @@ def _metadata(b, vec, lo, hi, key_bytes, key_ends, row, crc_out):
                 if b[kp + 4 + c] != key_bytes[start + c]:
                     same = False
                     break
-            if not same:
-                continue
-            value, ok = _parse_int(b, vp + 4, vlen)
-            if not ok:
-                return False
-            if j == n_keys - 1:
-                crc_out[0] = value
-            else:
-                row[_KIND + j] = value
-            seen[j] = True
-            break
+            if same:
+                where[j, 0] = vp + 4
+                where[j, 1] = vlen
+                seen[j] = True
+                break
     return seen.all()
+
+
+@numba.njit(cache=True, nogil=True)
+def _hex_u64(b, p):
+    """The little-endian uint64 written as 16 lowercase hex digits at p; ok flag."""
+    v = np.uint64(0)
+    for i in range(16):
+        c = np.int64(b[p + i])
+        d = c - 48 if 48 <= c <= 57 else c - 87 if 97 <= c <= 102 else -1
+        if d < 0:
+            return v, False
+        shift = 8 * (i >> 1) + (0 if i & 1 else 4)
+        v |= np.uint64(d) << np.uint64(shift)
+    return v, True
+
+
+@numba.njit(cache=True, nogil=True)
+def _in_ranges(row, ranges):
+    """Are the wire header fields of an index row within their struct formats?"""
+    for j in range(ranges.shape[0] - 1):
+        if row[_KIND + j] < ranges[j, 0] or row[_KIND + j] > ranges[j, 1]:
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -265,9 +292,8 @@ def _record_batch(b, header, lo, hi, body, body_len, row, itemsize):
 
 
 @numba.njit(cache=True, nogil=True)
-def _header_crc(row, tab):
-    """Running crc (inverted) of the 48-byte packed wire header of an index row."""
-    crc = np.uint32(0xFFFFFFFF)
+def _header_crc(crc, row, tab):
+    """Feed the 48-byte packed wire header of an index row to a running (inverted) crc."""
     first = (
         np.uint64(0x514E)  # b"NQ"
         | (np.uint64(1) << np.uint64(16))  # version
@@ -306,10 +332,81 @@ def _words(b, w64, w32, w16, row, r):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(b, w64, w32, w16, tab, key_bytes, key_ends, itemsize, ranges):
+def _crc_rows(b, w64, w32, w16, rows, first, last, tab):
+    """crc32 of index rows [first, last): each packed wire header, then its records."""
+    crc = np.uint32(0xFFFFFFFF)
+    for i in range(first, last):
+        row = rows[i]
+        crc = _header_crc(crc, row, tab)
+        for r in range(row[_N]):
+            t, rest = _words(b, w64, w32, w16, row, r)
+            crc = _crc_u64(_crc_u64(crc, t, tab), rest, tab)
+    return np.int64(crc ^ np.uint32(0xFFFFFFFF))
+
+
+@numba.njit(cache=True, nogil=True)
+def _room(rows, count, k):
+    """``rows``, or a copy grown to hold at least count + k rows."""
+    if count + k <= rows.shape[0]:
+        return rows
+    grown = np.zeros((max(2 * rows.shape[0], count + k), _NF), dtype=np.int64)
+    grown[:count] = rows[:count]
+    return grown
+
+
+@numba.njit(cache=True, nogil=True)
+def _batch_v1(b, where, row, ranges, crc_out):
+    """Format 1: the decimal wire header of one batch into row[_KIND:], its crc32 into
+    crc_out[0]; ok flag."""
+    n_keys = where.shape[0]
+    for j in range(n_keys):
+        value, ok = _parse_int(b, where[j, 0], where[j, 1])
+        if not ok:
+            return False
+        if j == n_keys - 1:
+            crc_out[0] = value
+        else:
+            row[_KIND + j] = value
+    return _in_ranges(row, ranges)
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_v2(b, where, block, rows, count, ranges, itemsize):
+    """Format 2: one index row per wire header of a block (``block``: the record batch's
+    row) from rows[count] on; the number of rows, -1 when the headers are malformed."""
+    hex_at, hex_len = where[0, 0], where[0, 1]
+    if hex_len % _HEX_HEADER != 0:
+        return -1
+    k = hex_len // _HEX_HEADER
+    start = 0
+    for i in range(k):
+        row = rows[count + i]
+        for f in range(_NF - _KIND + 1):
+            value, ok = _hex_u64(b, hex_at + _HEX_HEADER * i + 16 * f)
+            if not ok:
+                return -1
+            if f < _NF - _KIND:
+                row[_KIND + f] = np.int64(value)
+            elif value > np.uint64(block[_N] - start):
+                return -1
+            else:
+                row[_N] = np.int64(value)
+        if not _in_ranges(row, ranges):
+            return -1
+        row[_OFF] = block[_OFF]
+        for c in range(4):
+            row[_CT + c] = block[_CT + c] + start * itemsize[c]
+        start += row[_N]
+    return k if start == block[_N] else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(b, w64, w32, w16, tab, version, key_bytes, key_ends, itemsize, ranges):
     """(index rows, count, status, offset): status 0 = intact, else a _REASONS code at offset."""
     size = b.shape[0]
     rows = np.zeros((max(size // 256, 16), _NF), dtype=np.int64)
+    block = np.zeros(_NF, dtype=np.int64)
+    where = np.zeros((key_ends.shape[0], 2), dtype=np.int64)
     count = 0
     pos = 0
     crc_out = np.zeros(1, dtype=np.int64)
@@ -345,30 +442,27 @@ def _scan(b, w64, w32, w16, tab, key_bytes, key_ends, itemsize, ranges):
             continue
         if header_type != 3:
             return rows, count, 3, pos
-        if count == rows.shape[0]:
-            grown = np.zeros((2 * count, _NF), dtype=np.int64)
-            grown[:count] = rows
-            rows = grown
-        row = rows[count]
-        row[_OFF] = pos
+        block[_OFF] = pos
         header = _deref(b, _field(b, root, 2, lo, hi), lo, hi)
-        if header < 0 or not _record_batch(b, header, lo, hi, hi, body_len, row, itemsize):
+        if header < 0 or not _record_batch(b, header, lo, hi, hi, body_len, block, itemsize):
             return rows, count, 4, pos
         meta = _deref(b, _field(b, root, 4, lo, hi), lo, hi)
-        if not _metadata(b, meta, lo, hi, key_bytes, key_ends, row, crc_out):
+        if not _values(b, meta, lo, hi, key_bytes, key_ends, where):
             return rows, count, 5, pos
-        for j in range(ranges.shape[0] - 1):
-            if row[_KIND + j] < ranges[j, 0] or row[_KIND + j] > ranges[j, 1]:
-                return rows, count, 5, pos
-        if crc_out[0] < 0 or crc_out[0] > ranges[-1, 1]:
+        if version == 1:
+            rows = _room(rows, count, 1)
+            rows[count, :_KIND] = block[:_KIND]
+            k = 1 if _batch_v1(b, where, rows[count], ranges, crc_out) else -1
+        else:
+            crc, ok = _parse_int(b, where[1, 0], where[1, 1])
+            crc_out[0] = crc
+            rows = _room(rows, count, where[0, 1] // _HEX_HEADER)
+            k = _block_v2(b, where, block, rows, count, ranges, itemsize) if ok else -1
+        if k < 0 or crc_out[0] < 0 or crc_out[0] > ranges[-1, 1]:
             return rows, count, 5, pos
-        crc = _header_crc(row, tab)
-        for r in range(row[_N]):
-            t, rest = _words(b, w64, w32, w16, row, r)
-            crc = _crc_u64(_crc_u64(crc, t, tab), rest, tab)
-        if np.int64(crc ^ np.uint32(0xFFFFFFFF)) != crc_out[0]:
+        if _crc_rows(b, w64, w32, w16, rows, count, count + k, tab) != crc_out[0]:
             return rows, count, 6, pos
-        count += 1
+        count += k
         pos = hi + body_len
 
 
@@ -450,8 +544,9 @@ def scan_pulses(path: str | Path) -> PulseIndex:
     """
     reader = open_pulses(path)
     buffer = map_file(reader.path)
+    version = reader.format_version
     rows, count, status, offset = _scan(
-        buffer, *_typed(buffer), _CRC, _KEY_BYTES, _KEY_ENDS, _ITEMSIZE, _RANGES
+        buffer, *_typed(buffer), _CRC, version, *_KEYS[version], _ITEMSIZE, _RANGES
     )
     batches = np.ascontiguousarray(rows[:count]).view(INDEX_DTYPE).reshape(count)
     reason = "" if status == 0 else f"{_REASONS[status]} at offset {offset}"

@@ -4,7 +4,8 @@
 reactor reading per second, cuts each stream into batches the way a readout sends them (one
 per ``batch_s`` of DAQ time, a reactor batch per second, BOR first and EOR last, watermarks
 at the cut times), and records them with ``daq.rawfile.RawWriter`` in watermark order, as
-the builder would have received them. A fraction of the HPGe pulses get an AC or CRV
+the builder would have received them, flushing once per second of DAQ time as the builder
+does once per second. A fraction of the HPGe pulses get an AC or CRV
 partner inside the veto windows, HPGe batches carry ADC dead time, and the reactor trips
 for a while in the middle, so replaying the file exercises every part of the builder.
 """
@@ -26,6 +27,8 @@ T0_NS = 1_000_000_000
 BLOCK_S = 200.0
 """Pulses are drawn in blocks of this much DAQ time (s), so memory stays small."""
 REACTOR_ON_KW = 2_900_000
+FLUSH_NS = 1_000_000_000
+"""The writer is flushed (a block of the pulses file ends) once per this much DAQ time."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ def write_synthetic_run(
     for stream in Stream:
         writer.write_batch(Batch(KIND_BOR, int(stream), run, 0, T0_NS, empty))
     block = int(BLOCK_S * 1e9) // step * step
+    flushed = 0
     for b0 in range(T0_NS, t_stop, block):
         b1 = min(b0 + block, t_stop)
         data = _block(rng, b0, b1, rates, dead_ns)
@@ -148,6 +152,9 @@ def write_synthetic_run(
             batches += cut
         batches.sort(key=lambda x: (x.watermark_ns, x.stream))
         for batch in batches:
+            if (batch.watermark_ns - T0_NS - 1) // FLUSH_NS > flushed:
+                writer.flush()
+                flushed = (batch.watermark_ns - T0_NS - 1) // FLUSH_NS
             writer.write_batch(batch)
     for stream in Stream:
         writer.write_batch(Batch(KIND_EOR, int(stream), run, seq[stream], t_stop, empty))

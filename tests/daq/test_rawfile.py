@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daq.errors import RawFileError
-from daq.rawfile import RawReader, RawWriter, raw_path
+from daq.rawfile import BATCH_KEYS, SCHEMAS, RawReader, RawWriter, raw_path
 from daq.records import EVENT_DTYPE, PULSE_DTYPE, Stream
 from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
@@ -147,10 +148,83 @@ def test_standard_tools_read_the_files(tmp_path):
     stream = pa.ipc.open_stream(raw_path(tmp_path / "run", "pulses"))
     assert stream.schema.metadata[b"nudaq.run"] == b"7"
     first, meta = stream.read_next_batch_with_custom_metadata()
-    assert int(meta[b"seq"]) == batches[0].seq
+    headers = np.frombuffer(bytes.fromhex(meta[b"batches"].decode()), "<i8").reshape(-1, 9)
+    assert headers[0, 3] == batches[0].seq and headers[0, 8] == len(batches[0].pulses)
     assert first.column("t_ns").to_numpy().tolist() == batches[0].pulses["t_ns"].tolist()
     frame = pa.ipc.open_stream(raw_path(tmp_path / "run", "events")).read_pandas()
     assert frame["energy_keV"].to_numpy().tolist() == events["energy_keV"].tolist()
+
+
+def test_batches_between_flushes_form_one_block(tmp_path):
+    prefix = tmp_path / "run"
+    rng = np.random.default_rng(9)
+    blocks = [
+        [make_batch(rng, i % 3, i, int(rng.integers(0, 50))) for i in range(k)] for k in (5, 1, 7)
+    ]
+    with RawWriter(prefix, 7, CONFIG) as writer:
+        for block in blocks:
+            for batch in block:
+                writer.write_batch(batch)
+            writer.flush()
+        writer.flush()  # nothing received since: no empty block
+    path = raw_path(prefix, "pulses")
+    table = pa.ipc.open_stream(path).read_all()
+    assert [b.num_rows for b in table.to_batches()] == [
+        sum(len(b.pulses) for b in k) for k in blocks
+    ]
+    got = list(RawReader(path).iter_batches())
+    assert len(got) == sum(map(len, blocks))
+    for a, b in zip(got, [b for k in blocks for b in k], strict=True):
+        assert_same_batch(a, b)
+
+
+def test_corrupted_block_loses_only_its_batches(tmp_path):
+    prefix = tmp_path / "run"
+    rng = np.random.default_rng(17)
+    blocks = [[make_batch(rng, i % 3, 10 * k + i, 40) for i in range(6)] for k in range(3)]
+    with RawWriter(prefix, 7, CONFIG) as writer:
+        for block in blocks:
+            for batch in block:
+                writer.write_batch(batch)
+            writer.flush()
+    path = raw_path(prefix, "pulses")
+    original = path.read_bytes()
+    (start, end) = message_ranges(original)[1]
+    data = bytearray(original)
+    data[(start + end) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    reader = RawReader(path)
+    got = list(reader.iter_batches())
+    for a, b in zip(got, blocks[0] + blocks[2], strict=True):
+        assert_same_batch(a, b)
+    region = reader.damage.regions[0]
+    assert (region.offset, region.bytes_skipped) == (start, end - start)
+    assert region.last_good_ns == blocks[0][-1].watermark_ns
+    assert region.resumed_ns == blocks[2][0].watermark_ns
+
+
+def write_format_1(path, batches: list[Batch]) -> None:
+    """A pulses file as format version 1 wrote it: one record batch per wire batch."""
+    meta = {"nudaq.format": "nudaq-pulses", "nudaq.format_version": "1", "nudaq.run": "7"}
+    meta |= {"nudaq.config": CONFIG, "nudaq.version": "0"}
+    with pa.ipc.new_stream(path, SCHEMAS["pulses"].with_metadata(meta)) as writer:
+        for batch in batches:
+            custom = {key: str(getattr(batch, key)) for key in BATCH_KEYS}
+            custom["crc32"] = str(zlib.crc32(batch.pulses, zlib.crc32(batch.header())))
+            columns = [pa.array(batch.pulses[name]) for name in SCHEMAS["pulses"].names]
+            record = pa.record_batch(columns, schema=SCHEMAS["pulses"])
+            writer.write_batch(record, custom_metadata=custom)
+
+
+def test_format_version_1_is_read(tmp_path):
+    rng = np.random.default_rng(13)
+    written = [make_batch(rng, i % 3, i, int(rng.integers(0, 50))) for i in range(6)]
+    path = tmp_path / "old.pulses.arrow"
+    write_format_1(path, written)
+    reader = RawReader(path)
+    for a, b in zip(reader.iter_batches(), written, strict=True):
+        assert_same_batch(a, b)
+    assert reader.damage is None
 
 
 def test_flushed_data_survive_without_close(tmp_path):

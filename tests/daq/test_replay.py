@@ -13,7 +13,7 @@ from daq.config import Config
 from daq.errors import ConfigError, RawFileError
 from daq.kernels import tag_window
 from daq.rawfile import EVENTS, PULSES, RawReader, RawWriter, raw_path
-from daq.rawindex import scan_pulses
+from daq.rawindex import INDEX_DTYPE, scan_pulses
 from daq.records import Stream
 from daq.replay_reader import _Plan, shuffled
 from daq.scan import parse_scan
@@ -21,6 +21,7 @@ from daq.update import BuildUpdate
 from daq.variants import with_overrides
 from daq.wire import KIND_DATA, Batch
 from tests.daq.test_eventbuilder import build as build_in_order
+from tests.daq.test_rawfile import write_format_1
 
 RATES = Rates(hpge_hz=200.0, acv_hz=2000.0, crv_hz=500.0, rt_hz=20.0)
 
@@ -66,6 +67,18 @@ def test_index_matches_raw_reader(synthetic):
     rows = np.arange(len(recorded))
     together = index.pulses(rows)
     assert together.tobytes() == np.concatenate([b.pulses for b in recorded]).tobytes()
+
+
+def test_index_of_format_1_files(synthetic, tmp_path):
+    recorded = list(RawReader(synthetic).iter_batches())
+    path = tmp_path / "old.pulses.arrow"
+    write_format_1(path, recorded)
+    index, reference = scan_pulses(path), scan_pulses(synthetic)
+    assert index.intact and len(index.batches) == len(recorded)
+    for key in INDEX_DTYPE.names[6:] + ("n",):
+        assert np.array_equal(index.batches[key], reference.batches[key])
+    rows = np.arange(len(recorded))
+    assert index.pulses(rows).tobytes() == reference.pulses(rows).tobytes()
 
 
 def test_index_of_damaged_and_foreign_files(synthetic, tmp_path):
