@@ -193,12 +193,21 @@ def test_malformed_message_is_counted_and_the_run_goes_on(data_dir):
         push.send_multipart([b"not a header", b"junk"])
         push.send_multipart([b"x"])
         push.close()
-        time.sleep(1.0)
+
+        def acv_pulses() -> int:
+            return (
+                ((running_status(data_dir) or {}).get("monitor") or {})
+                .get("pulses", {})
+                .get("acv", 0)
+            )
+
+        before = acv_pulses()
+        wait_for(lambda: acv_pulses() > before + 1000, 30, "AC pulses built after the junk")
         stop = nudaq("run", "stop", "--json", "--data-dir", str(data_dir))
         assert stop.returncode == 0, stop.stderr
         summary = json.loads(stop.stdout)["summary"]
         assert summary["rejected_messages"] == 2
-        assert summary["pulses"]["hpge"] > 0
+        assert summary["pulses"]["acv"] > before + 1000
     finally:
         up.send_signal(signal.SIGINT)
         up.communicate(timeout=60)
