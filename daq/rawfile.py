@@ -118,12 +118,17 @@ def _from_arrow(batch: pa.RecordBatch, kind: str) -> np.ndarray:
     return out
 
 
+def _extend_crc(crc: int, batch: Batch) -> int:
+    """A block's crc32 extended by one wire batch: its packed header, then its records."""
+    pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
+    return zlib.crc32(pulses, zlib.crc32(batch.header(), crc))
+
+
 def _batches_crc(batches: list[Batch]) -> int:
-    """crc32 over the wire batches in order, each as packed header then records."""
+    """crc32 over the wire batches in order (the block checksum)."""
     crc = 0
     for batch in batches:
-        pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
-        crc = zlib.crc32(pulses, zlib.crc32(batch.header(), crc))
+        crc = _extend_crc(crc, batch)
     return crc
 
 
@@ -195,7 +200,7 @@ class _Block:
     def add(self, batch: Batch) -> None:
         """Append a wire batch, extending the block's checksum."""
         pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
-        self.crc = zlib.crc32(pulses, zlib.crc32(batch.header(), self.crc))
+        self.crc = _extend_crc(self.crc, batch)
         self.headers.append((*(getattr(batch, key) for key in BATCH_KEYS), len(pulses)))
         self.pulses.append(pulses)
         self.n += len(pulses)
