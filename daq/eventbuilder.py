@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import Config
-from .kernels import calibrate, fill_histogram, is_sorted, tag_window, times_at_least
+from .kernels import calibrate, fill_histogram, is_sorted, set_tag, tag_window, times_at_least
 from .records import (
     EVENT_DTYPE,
     FLAG_REACTOR_ON,
@@ -306,13 +306,13 @@ class EventBuilder:
         tags = np.zeros(n, dtype=np.uint8)
         if Stream.ACV in self._streams:
             ac_t = self._streams[Stream.ACV].buffer()
-            tags[tag_window(t, ac_t, self._ac_window_ns, self._ac_window_ns)] |= TAG_AC
+            set_tag(tags, tag_window(t, ac_t, self._ac_window_ns, self._ac_window_ns), TAG_AC)
         if Stream.CRV in self._streams:
             crv_t = self._streams[Stream.CRV].buffer()
-            tags[tag_window(t, crv_t, self._crv_pre_ns, self._crv_post_ns)] |= TAG_CRV
-        tags[(ge["flags"] & FLAG_RT) != 0] |= TAG_RT
+            set_tag(tags, tag_window(t, crv_t, self._crv_pre_ns, self._crv_post_ns), TAG_CRV)
+        set_tag(tags, (ge["flags"] & FLAG_RT) != 0, TAG_RT)
         on = self._on_at(t)
-        tags[on] |= TAG_REACTOR_ON
+        set_tag(tags, on, TAG_REACTOR_ON)
         energy, bad = calibrate(
             np.ascontiguousarray(ge["adc"]),
             np.ascontiguousarray(ge["channel"]),
