@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import resource
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ from .control import ControlClient
 from .errors import NudaqError, WireError
 from .eventbuilder import DEFAULT_STREAMS, INF_NS, EventBuilder
 from .kernels import warm_up
-from .process import StopFlag, base_parser, common_setup
+from .process import StopFlag, base_parser, common_setup, exit_now
 from .rawfile import PULSES, RawWriter, raw_path
 from .records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
 from .update import StreamDelta
@@ -487,4 +486,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

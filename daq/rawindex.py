@@ -468,13 +468,30 @@ def _scan(b, w64, w32, w16, tab, version, key_bytes, key_ends, itemsize, ranges)
 
 @numba.njit(cache=True, nogil=True)
 def _gather(b, w64, w32, w16, index, rows, out):
-    """Copy the records of index rows ``rows`` into out (uint64 pairs), in order."""
+    """Copy the records of index rows ``rows`` into out (uint64 pairs), in order. A batch
+    whose columns are aligned, as Arrow writes them, is copied from slices of the typed
+    views in one loop the compiler vectorises; others go word by word through _words."""
     k = 0
     for i in rows:
         row = index[i]
-        for r in range(row[_N]):
-            out[k, 0], out[k, 1] = _words(b, w64, w32, w16, row, r)
-            k += 1
+        n = row[_N]
+        ct, ca, cc, cf = row[_CT], row[_CA], row[_CC], row[_CF]
+        if (ct & 7) == 0 and (ca & 3) == 0 and (cc & 1) == 0 and (cf & 1) == 0:
+            t = w64[ct >> 3 : (ct >> 3) + n]
+            adc = w32[ca >> 2 : (ca >> 2) + n]
+            channel = w16[cc >> 1 : (cc >> 1) + n]
+            flags = w16[cf >> 1 : (cf >> 1) + n]
+            for r in range(n):
+                out[k + r, 0] = t[r]
+                out[k + r, 1] = (
+                    np.uint64(adc[r])
+                    | (np.uint64(channel[r]) << np.uint64(32))
+                    | (np.uint64(flags[r]) << np.uint64(48))
+                )
+        else:
+            for r in range(n):
+                out[k + r, 0], out[k + r, 1] = _words(b, w64, w32, w16, row, r)
+        k += n
     return k
 
 
@@ -499,7 +516,8 @@ class PulseIndex:
     def open(cls, path: str | Path, saved: Path) -> PulseIndex:
         """An intact file with the index that ``scan_pulses`` made and ``save`` wrote."""
         reader = RawReader(path)
-        batches = np.load(saved, mmap_mode="r").view(INDEX_DTYPE).reshape(-1)  # shared pages
+        # shared pages, as a plain array: np.memmap's indexing costs ~0.1 ms a call
+        batches = np.asarray(np.load(saved, mmap_mode="r")).view(INDEX_DTYPE).reshape(-1)
         return cls(reader.path, reader.run, reader.config_json, map_file(path), batches, True, "")
 
     def save(self, path: Path) -> None:

@@ -44,12 +44,12 @@ import itertools
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numba
 import numpy as np
 import zmq
 
@@ -125,20 +125,32 @@ class _Builder:
         if len(t):
             self.last_t_ns = int(t[-1])
 
-    def accepts_chunk(self, t: np.ndarray, starts: np.ndarray, wm: np.ndarray) -> bool:
+    def accepts_chunk(self, t: np.ndarray, counts: np.ndarray, wm: np.ndarray) -> bool:
         """Would the builder accept every batch of a chunk, one after the other?
 
-        ``t``: the chunk's pulse times; ``starts``: index in t of each batch's first pulse;
-        ``wm``: each batch's watermark (non-decreasing, checked on the index).
+        ``t``: the chunk's pulse times; ``counts``: pulses of each batch; ``wm``: each
+        batch's watermark (non-decreasing, checked on the index).
         """
-        if wm[0] < self.complete_ns or not is_sorted(t):
-            return False
-        if not len(t):
-            return True
-        counts = np.diff(np.append(starts, len(t)))
-        before = np.concatenate(([self.complete_ns], wm[:-1]))
-        nonempty = counts > 0
-        return bool(t[0] >= self.last_t_ns and np.all(t[starts[nonempty]] >= before[nonempty]))
+        return _chunk_accepted(t, counts, wm, self.complete_ns, self.last_t_ns)
+
+
+@numba.njit(cache=True, nogil=True)
+def _chunk_accepted(t, counts, wm, complete_ns, last_t_ns):
+    """_Builder.accepts_chunk in one pass: no pulse before the one sent last, and each
+    batch's first pulse not below the previous batch's watermark."""
+    if wm[0] < complete_ns:
+        return False
+    k = 0
+    before = complete_ns
+    previous = last_t_ns
+    for i in range(counts.shape[0]):
+        for r in range(counts[i]):
+            if t[k] < previous or (r == 0 and t[k] < before):
+                return False
+            previous = t[k]
+            k += 1
+        before = wm[i]
+    return True
 
 
 class _Plan:
@@ -154,7 +166,13 @@ class _Plan:
         b = index.batches[mine]
         self.batches = b
         self.regular = chunk_pulses > 0 and self._regular(b, index.run)
-        self.groups = self._groups(b, chunk_pulses, chunk_span_ns) if self.regular else None
+        if self.regular:
+            groups = self._groups(b, chunk_pulses, chunk_span_ns)
+            self.chunked = groups >= 0
+            # the positions where each run of equal group ids starts, and their sums
+            self.bounds = np.r_[0, np.flatnonzero(np.diff(groups) != 0) + 1, len(b)]
+            counters = ("dead_ns", "dropped", "lost_frames")
+            self.sums = {k: np.add.reduceat(b[k], self.bounds[:-1]) for k in counters}
 
     @staticmethod
     def _regular(b: np.ndarray, run: int) -> bool:
@@ -211,22 +229,21 @@ class _Plan:
                 yield self._batch(b[i], self.index.pulses([row]), int(b["seq"][i]))
             return
         state = _Builder()
+        counts, wm = b["n"], b["watermark_ns"]
         seq = 0
-        boundaries = np.flatnonzero(np.diff(self.groups) != 0) + 1
-        for part in np.split(np.arange(len(b)), boundaries):
-            pulses = self.index.pulses(self.rows[part])
+        for p, (first, end) in enumerate(zip(self.bounds[:-1], self.bounds[1:], strict=True)):
+            pulses = self.index.pulses(self.rows[first:end])
             t = pulses["t_ns"]
-            if self.groups[part[0]] >= 0 and len(part) > 1:
-                starts = np.cumsum(b["n"][part]) - b["n"][part]
-                if state.accepts_chunk(t, starts, b["watermark_ns"][part]):
-                    state.apply(t, int(b["watermark_ns"][part[-1]]))
-                    yield self._chunk(b[part], pulses, seq)
+            if self.chunked[first] and end - first > 1:
+                if state.accepts_chunk(t, counts[first:end], wm[first:end]):
+                    state.apply(t, int(wm[end - 1]))
+                    yield self._chunk(p, int(wm[end - 1]), pulses, seq)
                     seq += 1
                     continue
-            for i in part:  # a message of its own, or a chunk the builder would not accept
-                one = self.index.pulses([self.rows[i]])
-                if state.accepts(one["t_ns"], int(b["watermark_ns"][i])):
-                    state.apply(one["t_ns"], int(b["watermark_ns"][i]))
+            for i in range(first, end):  # a message of its own, or a chunk not accepted
+                one = self.index.pulses(self.rows[i : i + 1])
+                if state.accepts(one["t_ns"], int(wm[i])):
+                    state.apply(one["t_ns"], int(wm[i]))
                 yield self._batch(b[i], one, seq)
                 seq += 1
 
@@ -243,17 +260,18 @@ class _Plan:
             int(row["lost_frames"]),
         )
 
-    def _chunk(self, rows: np.ndarray, pulses: np.ndarray, seq: int) -> Batch:
+    def _chunk(self, p: int, watermark_ns: int, pulses: np.ndarray, seq: int) -> Batch:
+        """Chunk ``p`` as one message: the last batch's watermark, the summed counters."""
         return Batch(
             KIND_DATA,
             int(self.stream),
             self.index.run,
             seq,
-            int(rows["watermark_ns"][-1]),
+            watermark_ns,
             pulses,
-            int(rows["dead_ns"].sum()),
-            int(rows["dropped"].sum()),
-            int(rows["lost_frames"].sum()),
+            int(self.sums["dead_ns"][p]),
+            int(self.sums["dropped"][p]),
+            int(self.sums["lost_frames"][p]),
         )
 
 
@@ -410,4 +428,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .process import exit_now
+
+    exit_now(main())

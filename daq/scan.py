@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from online.analysis import background_level, efficiencies, window_bins
-from online.analysis_db import state_inputs
 from online.db.models import Exposure
 from online.db.session import session_scope
 from online.spectra import select_runs
@@ -75,6 +73,10 @@ def scan_figures(engine, run: int, tag: str, window_keV: tuple[float, float]) ->
     Figures that cannot be had (no random triggers, an empty window) are None, and
     ``note`` says why.
     """
+    # imported here: the analysis needs scipy, ~1 s of start-up every replay would pay
+    from online.analysis import background_level, efficiencies, window_bins
+    from online.analysis_db import state_inputs
+
     out: dict = {"tag": tag, "candidate_rate_hz": None, "accidental_veto": None}
     out["background_cpd"] = None
     with session_scope(engine, readonly=True) as session:
