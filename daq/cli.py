@@ -12,9 +12,11 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .errors import NudaqError
+from .process import exit_now
 
 COMMAND_PACKAGES = ("daq.commands", "online.commands")
 
@@ -63,5 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The console script: main, then exit without the interpreter's slow teardown."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

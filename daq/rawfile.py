@@ -485,3 +485,12 @@ class RawReader:
             batches.append(Batch(pulses=records[start : start + n], **header))
             start += n
         return batches
+
+
+def open_pulses(path: str | Path) -> RawReader:
+    """The reader of a raw pulses file, its schema checked (RawFileError if it is not one):
+    run number and configuration without a pass over the file."""
+    reader = RawReader(path)  # validates the schema and names the file in its errors
+    if reader.kind != PULSES:
+        raise RawFileError(f"{reader.path} holds {reader.kind}, not pulses: replay a .pulses file")
+    return reader

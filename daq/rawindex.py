@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from .errors import RawFileError
-from .rawfile import BATCH_KEYS, BLOCK_HEADER_DTYPE, PULSES, RawReader
+from .rawfile import BATCH_KEYS, BLOCK_HEADER_DTYPE, open_pulses
 from .records import PULSE_DTYPE
 
 INDEX_DTYPE = np.dtype(
@@ -512,18 +512,6 @@ class PulseIndex:
     intact: bool
     reason: str
 
-    @classmethod
-    def open(cls, path: str | Path, saved: Path) -> PulseIndex:
-        """An intact file with the index that ``scan_pulses`` made and ``save`` wrote."""
-        reader = RawReader(path)
-        # shared pages, as a plain array: np.memmap's indexing costs ~0.1 ms a call
-        batches = np.asarray(np.load(saved, mmap_mode="r")).view(INDEX_DTYPE).reshape(-1)
-        return cls(reader.path, reader.run, reader.config_json, map_file(path), batches, True, "")
-
-    def save(self, path: Path) -> None:
-        """Write the index (.npy) for the reader processes."""
-        np.save(path, self.batches.view(np.int64).reshape(-1, _NF))
-
     def pulses(self, rows: np.ndarray) -> np.ndarray:
         """The pulses of the batches ``rows`` (index positions, in the order given), as one
         PULSE_DTYPE array."""
@@ -543,15 +531,6 @@ def map_file(path: Path) -> np.ndarray:
             return np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
     except (OSError, ValueError) as err:
         raise RawFileError(f"cannot map {path}: {err}") from None
-
-
-def open_pulses(path: str | Path) -> RawReader:
-    """The reader of a raw pulses file, its schema checked (RawFileError if it is not one):
-    run number and configuration without a pass over the file."""
-    reader = RawReader(path)  # validates the schema and names the file in its errors
-    if reader.kind != PULSES:
-        raise RawFileError(f"{reader.path} holds {reader.kind}, not pulses: replay a .pulses file")
-    return reader
 
 
 def scan_pulses(path: str | Path) -> PulseIndex:

@@ -21,12 +21,12 @@ Results and tags (the ``tag`` column of the SQL tables):
 A tag that already has results for the run is refused. The replay's configuration and
 tags are written to the logbook.
 
-Reading: ``daq.rawindex.scan_pulses`` indexes and verifies the whole file in one numba pass
-while the builder process starts up; the reader starts up while the builder prepares the
-run. An intact file is then read by the reader from that index, re-chunked into large
-messages (see daq.replay_reader). A damaged file is read by RawReader, batch by batch,
-everything it recovers before and after the damage; what was skipped is reported in the
-result (``damage``) and stored with the run (table raw_file_damage).
+Reading: the reader process starts with the builder; it indexes and verifies the whole
+file in one numba pass (``daq.rawindex.scan_pulses``) and posts on the progress board
+(daq.board) whether the file is intact. An intact file is read from that index, re-chunked
+into large messages (see daq.replay_reader). A damaged file is read by RawReader, batch by
+batch, everything it recovers before and after the damage; what was skipped is reported in
+the result (``damage``) and stored with the run (table raw_file_damage).
 """
 
 from __future__ import annotations
@@ -48,12 +48,20 @@ from online.db.models import Exposure, Run, SpectrumBin, StreamStat
 from online.db.session import make_engine, session_scope, upgrade_database
 from online.runs import add_logbook, add_raw_damage, create_run, end_run
 
+from .board import (
+    SENT_MESSAGES,
+    SENT_PULSES,
+    file_facts,
+    open_board,
+    readers_done,
+    readers_ready,
+    release_readers,
+    start_readers,
+)
 from .config import Config, parse_config
 from .errors import NudaqError, RawFileError, RunControlError
-from .rawfile import PULSES, RawDamage, RawReader, raw_path
-from .rawindex import PulseIndex, open_pulses, scan_pulses
+from .rawfile import PULSES, RawDamage, RawReader, open_pulses, raw_path
 from .records import STREAM_NAMES, Stream
-from .replay_reader import open_board, readers_ready, release_readers, start_readers
 from .runcontrol import RunControl
 from .scan import Scan, scan_figures
 from .supervisor import Supervisor
@@ -68,8 +76,6 @@ CHUNK_PULSES = 1 << 17
 """Largest message the reader sends (pulses): 2 MB, few enough per second to cost nothing."""
 RECV_HWM = 4
 """Messages queued in the builder (bounds the builder's memory)."""
-PACED_CHUNK_WALL_S = 0.1
-"""With --speed, a message spans at most this much wall time of DAQ data (s)."""
 STARTUP_TIMEOUT_S = 60.0
 END_TIMEOUT_S = 120.0
 
@@ -241,14 +247,7 @@ class _Session:
                     f"{self.options.data_dir / 'logs' / (child.name + '.log')}"
                 )
 
-    def start_readers(self, path: Path, index: PulseIndex, board: Path) -> None:
-        b = index.batches
-        t0 = int(b["watermark_ns"].min()) if len(b) else 0
-        span_ns = max(int(b["watermark_ns"].max()) - t0, 1) if len(b) else 1
-        rate_hz = max(int(b["n"].sum()), 1) / (span_ns / 1e9)
-        chunk_span_ns = int(min(max(self.options.chunk_pulses / rate_hz, 1e-3), 1e3) * 1e9)
-        if self.options.speed > 0:
-            chunk_span_ns = min(chunk_span_ns, int(self.options.speed * PACED_CHUNK_WALL_S * 1e9))
+    def start_reader(self, path: Path, board: Path) -> None:
         args = [
             "--file",
             str(path),
@@ -258,18 +257,11 @@ class _Session:
             str(board),
             "--chunk-pulses",
             str(self.options.chunk_pulses),
-            "--chunk-span-ns",
-            str(chunk_span_ns),
             "--speed",
             str(self.options.speed),
-            "--t0-ns",
-            str(t0),
             "--data-dir",
             str(self.options.data_dir),
         ]
-        if index.intact:
-            index.save(self.tmp / "index.npy")
-            args += ["--index", str(self.tmp / "index.npy")]
         if self.options.shuffle_seed is not None:
             args += ["--shuffle-seed", str(self.options.shuffle_seed)]
         streams = ",".join(STREAM_NAMES[s] for s in STREAMS)
@@ -301,11 +293,11 @@ def _start(session: _Session, board: np.ndarray) -> float:
 def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress) -> None:
     """Until the reader has handed all its messages to ZeroMQ (pumping run control,
     showing progress)."""
-    while not np.all(board[:-1, 3] == 1):
+    while not readers_done(board):
         session.alive()
         session.rc.pump(5)
         if progress is not None:
-            progress(int(board[:-1, 1].sum()), total)
+            progress(int(board[:-1, SENT_PULSES].sum()), total)
 
 
 def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=None) -> ReplayResult:
@@ -322,43 +314,42 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         + (f", scanning {options.scan.key}" if options.scan else "")
     )
     _prepare_run(engine, reader, recorded, tags, note)
-    session = _Session(options, base, engine)  # the builder starts up during the index pass
+    session = _Session(options, base, engine)  # the builder and the reader start up together
     try:
-        index = scan_pulses(path)
-        damage = None if index.intact else RawReader(path).damage
-        if damage is not None:
-            with session_scope(engine) as db:
-                add_raw_damage(db, damage, index.run)
         board_path = session.tmp / "board.npy"
         board = open_board(board_path, len(STREAMS))
-        session.start_readers(path, index, board_path)  # they wait for the start signal
+        session.start_reader(path, board_path)  # it verifies the file, then waits for start
         session.rc.wait_for_processes([BUILDER], STARTUP_TIMEOUT_S, session.alive)
         session.rc.transition(
             BUILDER,
             "begin",
             STARTUP_TIMEOUT_S,
             session.alive,
-            run=index.run,
+            run=reader.run,
             replay=True,
             variants=wanted,
             streams=[STREAM_NAMES[s] for s in STREAMS],
         )
         start = _start(session, board)
-        total = int(index.batches["n"].sum())
+        total, intact = file_facts(board)
         _wait_for_readers(session, board, total, progress)
         stream_s = time.monotonic() - start
-        expect = {STREAM_NAMES[s]: int(board[i, 2]) for i, s in enumerate(STREAMS)}
+        expect = {STREAM_NAMES[s]: int(board[i, SENT_MESSAGES]) for i, s in enumerate(STREAMS)}
         summary = session.rc.transition(
-            BUILDER, "end", END_TIMEOUT_S, session.alive, run=index.run, expect=expect
+            BUILDER, "end", END_TIMEOUT_S, session.alive, run=reader.run, expect=expect
         )
         wall = time.monotonic() - start
         release_readers(board)
     finally:
         session.close()
-    pulses = {STREAM_NAMES[s]: int(board[i, 1]) for i, s in enumerate(STREAMS)}
+    damage = None if intact else RawReader(path).damage
+    if damage is not None:
+        with session_scope(engine) as db:
+            add_raw_damage(db, damage, reader.run)
+    pulses = {STREAM_NAMES[s]: int(board[i, SENT_PULSES]) for i, s in enumerate(STREAMS)}
     result = ReplayResult(
         file=str(path),
-        run=index.run,
+        run=reader.run,
         tags=tags,
         pulses=pulses,
         events=summary["events"],
@@ -368,7 +359,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         stream_s=stream_s,
         messages=expect,
         builder_peak_rss_mb=summary.get("peak_rss_mb", 0.0),
-        intact=index.intact,
+        intact=intact,
         damage=_damage_rows(damage),
         by_tag=summary.get("tags", {}),
         summary=summary,
@@ -376,7 +367,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
     if options.scan is not None:
         window = tuple(base.analysis.window_keV)
         result.scan = [
-            {"value": value, **scan_figures(engine, index.run, tag, window)}
+            {"value": value, **scan_figures(engine, reader.run, tag, window)}
             for value, tag in zip(options.scan.values, tags, strict=True)
         ]
     return result

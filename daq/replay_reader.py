@@ -9,11 +9,12 @@ One process, not one per stream: on a small machine the readers' start-up (inter
 numpy, numba) and their waiting for each other cost more than the reading itself, and the
 builder needs the other core.
 
-Two ways of reading:
+The reader first indexes and verifies the whole file (``daq.rawindex.scan_pulses``, one
+numba pass) and posts what it found on the progress board. Two ways of reading follow:
 
-- intact file (``--index``, written by the replay after ``daq.rawindex.scan_pulses``
-  verified every batch): the recorded batches are re-chunked into messages of at most
-  ``--chunk-pulses`` pulses spanning at most ``--chunk-span-ns`` of DAQ time, renumbered
+- intact file: the recorded batches are re-chunked into messages of at most
+  ``--chunk-pulses`` pulses spanning about as much DAQ time (at the file's mean rate; with
+  ``--speed``, at most PACED_CHUNK_WALL_S of wall time), renumbered
   (BOR seq 0, chunks 1.., EOR last), with the last batch's watermark and the summed dead
   time, drops and lost frames. The EventBuilder's result does not change: a chunk only
   joins batches that the builder would have accepted one after the other (the reader
@@ -23,11 +24,10 @@ Two ways of reading:
   sent merged in watermark order, so every stream advances with the others and the
   builder never holds more than about one message's span of any stream: its memory does
   not grow with the file.
-- damaged file (no ``--index``): every batch RawReader recovers, as recorded, in file order.
+- damaged file: every batch RawReader recovers, as recorded, in file order.
 
-Progress board: a small memory-mapped int64 array shared with the replay, one row per
-stream (watermark sent, pulses, messages, done, ready) and a last row for the replay's
-start and release signals. The reader prepares its first message, says it is ready and
+Progress board (daq.board): shared with the replay. The reader prepares its first message,
+says it is ready and
 waits for the start signal, so the replay's clock measures streaming, not process
 start-up. Once it has sent everything it stays connected until the replay releases it
 (after the builder acknowledged the end of the run): ZeroMQ drops what is still in flight
@@ -53,55 +53,35 @@ import numba
 import numpy as np
 import zmq
 
+from .board import (
+    DONE,
+    READY,
+    RELEASE,
+    SENT_MESSAGES,
+    SENT_PULSES,
+    START,
+    WATERMARK,
+    open_board,
+    post_file_facts,
+)
 from .kernels import is_sorted
 from .rawfile import RawReader
-from .rawindex import PulseIndex
+from .rawindex import PulseIndex, scan_pulses
 from .records import FLAG_REACTOR_ON, STREAM_NAMES, Stream, stream_by_name
 from .wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch, send_batch
 
 log = logging.getLogger("daq.replay_reader")
 
-BOARD_FIELDS = ("watermark_ns", "pulses", "messages", "done", "ready")
-"""Columns of the progress board, one row per stream; a last row holds the start signal."""
 SEND_HWM = 4
 """Messages queued in ZeroMQ before the builder's pace holds the reader."""
 SHUFFLE_BLOCK = 64
 """Messages permuted among themselves with --shuffle-seed (well below the builder's
 out-of-order allowance, daq.eventbuilder.MAX_PENDING_BATCHES)."""
-NEVER_NS = -(2**62)
-"""Board watermark of a stream that has sent nothing yet."""
 WAIT_S = 0.001
 PREFETCH = 4
 """Messages the reader prepares ahead of the one being sent."""
-
-
-def open_board(path: Path, streams: int | None = None) -> np.ndarray:
-    """The progress board: create it for ``streams`` rows (plus the start row), or open it."""
-    if streams is not None:
-        board = np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.int64, shape=(streams + 1, len(BOARD_FIELDS))
-        )
-        board[:, 0] = NEVER_NS
-        board[-1, 0] = 0
-        board.flush()
-        return board
-    return np.lib.format.open_memmap(path, mode="r+")
-
-
-def start_readers(board: np.ndarray) -> None:
-    """Give the start signal."""
-    board[-1, 0] = 1
-
-
-def release_readers(board: np.ndarray) -> None:
-    """Let the reader close its socket and exit (the builder has everything)."""
-    board[-1, 1] = 1
-
-
-def readers_ready(board: np.ndarray) -> bool:
-    """True once the reader prepared its first message (or already finished)."""
-    rows = board[:-1]
-    return bool(np.all((rows[:, 4] == 1) | (rows[:, 3] == 1)))
+PACED_CHUNK_WALL_S = 0.1
+"""With --speed, a message spans at most this much wall time of DAQ data (s)."""
 
 
 class _Builder:
@@ -282,9 +262,22 @@ def recorded_batches(path: Path, streams: tuple[Stream, ...]) -> Iterator[Batch]
             yield batch
 
 
-def planned_messages(index: PulseIndex, streams: tuple[Stream, ...], args) -> Iterator[Batch]:
+def chunk_span_ns(batches: np.ndarray, chunk_pulses: int, speed: float) -> int:
+    """DAQ time a message may span (ns): what holds ``chunk_pulses`` at the mean rate of the
+    indexed ``batches`` (1 ms to 1000 s); with pacing at ``speed`` x real time, at most
+    PACED_CHUNK_WALL_S of wall time."""
+    wm = batches["watermark_ns"]
+    span_ns = max(int(wm.max()) - int(wm.min()), 1) if len(wm) else 1
+    rate_hz = max(int(batches["n"].sum()), 1) / (span_ns / 1e9)
+    span = int(min(max(chunk_pulses / rate_hz, 1e-3), 1e3) * 1e9)
+    return min(span, int(speed * PACED_CHUNK_WALL_S * 1e9)) if speed > 0 else span
+
+
+def planned_messages(
+    index: PulseIndex, streams: tuple[Stream, ...], chunk_pulses: int, span_ns: int
+) -> Iterator[Batch]:
     """The streams' messages of an intact file (see _Plan), merged in watermark order."""
-    plans = [_Plan(index, s, args.chunk_pulses, args.chunk_span_ns) for s in streams]
+    plans = [_Plan(index, s, chunk_pulses, span_ns) for s in streams]
     return heapq.merge(*(p.messages() for p in plans), key=lambda batch: batch.watermark_ns)
 
 
@@ -326,15 +319,16 @@ class Sender:
 
     def __init__(
         self,
-        args: argparse.Namespace,
         board: np.ndarray,
         streams: tuple[Stream, ...],
         socket: zmq.Socket,
+        speed: float,
+        t0_ns: int,
     ) -> None:
         self.board = board
         self.rows = {int(s): board[i] for i, s in enumerate(streams)}
-        self.speed = args.speed
-        self.t0_ns = args.t0_ns
+        self.speed = speed
+        self.t0_ns = t0_ns
         self.socket = socket
         self.start = time.monotonic()
         self.cpu_start = time.process_time()
@@ -342,8 +336,8 @@ class Sender:
 
     def wait_for_start(self) -> None:
         """Say the reader is ready, then wait for the start signal."""
-        self.board[:-1, 4] = 1
-        while self.board[-1, 0] == 0:
+        self.board[:-1, READY] = 1
+        while self.board[-1, START] == 0:
             time.sleep(WAIT_S)
         self.start = time.monotonic()
         self.cpu_start = time.process_time()
@@ -359,15 +353,15 @@ class Sender:
         send_batch(self.socket, batch)
         self.sending_s += time.monotonic() - started
         row = self.rows[batch.stream]
-        row[0] = max(row[0], batch.watermark_ns)
-        row[1] += len(batch.pulses)
-        row[2] += 1
+        row[WATERMARK] = max(row[WATERMARK], batch.watermark_ns)
+        row[SENT_PULSES] += len(batch.pulses)
+        row[SENT_MESSAGES] += 1
 
     def finish(self) -> None:
         """Say everything was sent, then stay connected until released (or orphaned)."""
-        self.board[:-1, 3] = 1
+        self.board[:-1, DONE] = 1
         parent = os.getppid()
-        while self.board[-1, 1] == 0 and os.getppid() == parent:
+        while self.board[-1, RELEASE] == 0 and os.getppid() == parent:
             time.sleep(WAIT_S * 10)
 
 
@@ -377,11 +371,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--streams", required=True, help="comma-separated: board row order")
     p.add_argument("--endpoint", required=True, help="the builder's data endpoint (PUSH)")
     p.add_argument("--board", type=Path, required=True, help="progress board (.npy)")
-    p.add_argument("--index", type=Path, help="verified batch index (.npy): intact file")
-    p.add_argument("--chunk-pulses", type=int, default=1 << 17)
-    p.add_argument("--chunk-span-ns", type=int, default=10**11)
+    p.add_argument("--chunk-pulses", type=int, default=1 << 17, help="0: as recorded")
     p.add_argument("--speed", type=float, default=0.0, help="x real time (0: as fast as can)")
-    p.add_argument("--t0-ns", type=int, default=0, help="DAQ time of the start (pacing)")
     p.add_argument("--shuffle-seed", type=int, help="permute messages within blocks")
     p.add_argument("--data-dir", type=Path, required=True, help="logs go to DIR/logs")
     return p.parse_args(argv)
@@ -394,26 +385,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     streams = tuple(stream_by_name(name) for name in args.streams.split(","))
     setup_logging("replay-reader", args.data_dir)
-    if args.index is not None:
-        messages = planned_messages(PulseIndex.open(args.file, args.index), streams, args)
+    board = open_board(args.board)
+    index = scan_pulses(args.file)
+    b = index.batches
+    post_file_facts(board, int(b["n"].sum()), index.intact)
+    if index.intact:
+        span_ns = chunk_span_ns(b, args.chunk_pulses, args.speed)
+        messages = planned_messages(index, streams, args.chunk_pulses, span_ns)
     else:
+        log.warning("%s: %s; replaying what can be recovered", args.file, index.reason)
         messages = recorded_batches(args.file, streams)
     if args.shuffle_seed is not None:
         messages = shuffled(messages, args.shuffle_seed)
     messages = prefetched(messages)
-    board = open_board(args.board)
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.SNDHWM, SEND_HWM)
     push.connect(args.endpoint)
-    sender = Sender(args, board, streams, push)
+    t0_ns = int(b["watermark_ns"].min()) if len(b) else 0
+    sender = Sender(board, streams, push, args.speed, t0_ns)
     try:
         first = next(messages, None)
         sender.wait_for_start()
         for batch in itertools.chain([first] if first is not None else [], messages):
             sender.send(batch)
         for stream, row in zip(streams, board, strict=False):
-            log.info("%s: %d pulses in %d messages", STREAM_NAMES[stream], row[1], row[2])
+            log.info(
+                "%s: %d pulses in %d messages",
+                STREAM_NAMES[stream],
+                row[SENT_PULSES],
+                row[SENT_MESSAGES],
+            )
         log.info(
             "sent in %.3f s, %.3f s of CPU (%.3f s in sends)",
             time.monotonic() - sender.start,
