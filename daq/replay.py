@@ -313,9 +313,9 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         f" with configuration {hashlib.sha256(base.snapshot().encode()).hexdigest()[:12]}"
         + (f", scanning {options.scan.key}" if options.scan else "")
     )
-    _prepare_run(engine, reader, recorded, tags, note)
     session = _Session(options, base, engine)  # the builder and the reader start up together
     try:
+        _prepare_run(engine, reader, recorded, tags, note)
         board_path = session.tmp / "board.npy"
         board = open_board(board_path, len(STREAMS))
         session.start_reader(path, board_path)  # it verifies the file, then waits for start
