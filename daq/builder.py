@@ -195,6 +195,7 @@ class RunRecorder:
     def close(self, eor_timeout: bool) -> dict:
         """Finish the run: build the rest, final commit, close the files; the run summary."""
         self.advance(final=True)
+        built = time.monotonic()  # system-wide clock: the replay compares it with its own
         raw_files = self.raw.close() if self.raw is not None else []
         for variant in self.variants:
             variant.filler.close_run(raw_files, end_ns=variant.builder.exposure_end_ns)
@@ -205,6 +206,7 @@ class RunRecorder:
             summary["received"] = dict(self.received)
             summary["peak_rss_mb"] = peak_rss_mb()
             summary["cpu_s"] = time.process_time() - self._cpu_start
+            summary["built_monotonic_s"] = built
         log.info("run %d closed: %s", self.run, json.dumps(summary))
         return summary
 

@@ -103,8 +103,9 @@ class ReplayResult:
     """What one replayed file gave (the --json summary).
 
     ``wall_s``: from the reader's start signal until the builder committed the run (s);
-    ``pulses_per_s`` is over that time. ``stream_s``: until the reader had sent all (s).
-    The index pass and the processes' start-up come before and are not in either.
+    ``pulses_per_s`` is over that time. ``built_s``: until the builder had built every
+    pulse, before that final commit (s). ``stream_s``: until the reader had sent all (s).
+    The processes' start-up and the reader's verify pass come before and are in none.
     """
 
     file: str
@@ -115,6 +116,7 @@ class ReplayResult:
     lost: dict[str, int]
     wall_s: float
     pulses_per_s: float
+    built_s: float
     stream_s: float
     messages: dict[str, int]
     builder_peak_rss_mb: float
@@ -356,6 +358,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         lost=summary["lost"],
         wall_s=wall,
         pulses_per_s=sum(pulses.values()) / wall if wall > 0 else 0.0,
+        built_s=summary.get("built_monotonic_s", start + wall) - start,
         stream_s=stream_s,
         messages=expect,
         builder_peak_rss_mb=summary.get("peak_rss_mb", 0.0),

@@ -158,6 +158,8 @@ def test_replay_into_a_fresh_database_is_bit_identical(live, work):
     assert result["events"] == summary["events"]
     assert result["lost"] == summary["lost"]
     assert result["intact"] and result["pulses_per_s"] > 0 and result["wall_s"] > 0
+    assert 0 < result["stream_s"] <= result["wall_s"]
+    assert 0 < result["built_s"] <= result["wall_s"]  # the final commit comes after the build
     original = stored(data_dir / "nudaq.sqlite")
     assert original["spectrum_bins"] and original["exposures"]
     assert stored(work / "fresh.sqlite") == original
