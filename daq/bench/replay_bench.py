@@ -3,9 +3,9 @@
 A synthetic run at the realistic rates (daq.bench.synthetic) is written with the raw
 writer and replayed by the real command (its own processes, a fresh SQLite database); the
 figures are those of its --json summary: pulses per second over the streaming (reader
-started, builder through its final commit) and over the whole command, and the builder's
-peak RSS. A second run a tenth as long is the memory baseline: a flat builder peaks the
-same.
+started, builder through its final commit), until all was built, and over the whole
+command, and the builder's peak RSS. A run a tenth as long is the memory baseline: a flat
+builder peaks the same, in the full run also after LONG_PULSES.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from ..rawfile import PULSES, raw_path
 from .synthetic import Rates, write_synthetic_run
 
 MIN_PULSES = 10_000_000
+LONG_PULSES = 100_000_000
+"""The long replay of the full run: its builder must peak no higher than a short one's."""
 REALISTIC = Rates()
 
 
