@@ -26,14 +26,13 @@ numba pass) and posts what it found on the progress board. Two ways of reading f
   not grow with the file.
 - damaged file: every batch RawReader recovers, as recorded, in file order.
 
-Progress board (daq.board): shared with the replay. The reader prepares its first message,
-says it is ready and
-waits for the start signal, so the replay's clock measures streaming, not process
-start-up. Once it has sent everything it stays connected until the replay releases it
-(after the builder acknowledged the end of the run): ZeroMQ drops what is still in flight
-from a peer that goes away. ``--speed`` paces the sends to a multiple of real time (0 = as
-fast as possible); ``--shuffle-seed`` permutes the messages within blocks of SHUFFLE_BLOCK
-(the builder must reorder them).
+Progress board (daq.board), shared with the replay: the reader prepares its first message,
+says it is ready and waits for the start signal, so the replay's clock measures streaming,
+not process start-up. Once it has sent everything it stays connected until the replay
+releases it (after the builder acknowledged the end of the run): ZeroMQ drops what is
+still in flight from a peer that goes away. ``--speed`` paces the sends to a multiple of
+real time (0 = as fast as possible); ``--shuffle-seed`` permutes the messages within
+blocks of SHUFFLE_BLOCK (the builder must reorder them).
 """
 
 from __future__ import annotations
