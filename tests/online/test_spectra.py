@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import fields
 
 import numpy as np
@@ -160,11 +159,11 @@ def test_run_summary(db_engine):
     ]
 
 
-def test_a_year_of_runs_answers_fast(db_engine):
-    """400 runs x 5000 bins, every bin filled: the sum over all runs in well under 1 s.
+def test_a_year_of_runs_sums_exactly(db_engine):
+    """400 runs x 5000 bins, every bin filled, summed over all runs and over the OFF runs.
 
-    On PostgreSQL a quarter of that (filling 2 M rows alone would take 10 s or more). On a
-    quiet machine SQLite answers in about 0.6 s; the bound leaves room for a busy CI host.
+    On PostgreSQL a quarter of that (filling 2 M rows alone would take 10 s or more). How
+    fast: the analysis of 250 runs in ``nudaq bench``.
     """
     n_runs = 400 if db_engine.dialect.name == "sqlite" else 100
     n_bins = Config().spectrum.n_bins
@@ -188,13 +187,7 @@ def test_a_year_of_runs_answers_fast(db_engine):
     numbers = np.arange(1, n_runs + 1)[:, None]
     per_run = 1 + (numbers * 7 + np.arange(n_bins)) % 11
     off = (numbers % 4 == 0)[:, 0]
-    for reactor, want, repeat in [("off", per_run[off].sum(0), 1), (None, per_run.sum(0), 3)]:
-        timings = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            with session_scope(db_engine, readonly=True) as session:
-                spectrum = load_spectrum(session, select_runs(session), reactor, "candidate")
-            timings.append(time.perf_counter() - start)
+    for reactor, want in [("off", per_run[off].sum(0)), (None, per_run.sum(0))]:
+        with session_scope(db_engine, readonly=True) as session:
+            spectrum = load_spectrum(session, select_runs(session), reactor, "candidate")
         np.testing.assert_array_equal(spectrum.counts, want)
-    print(f"{db_engine.dialect.name}: {n_runs} runs summed in {min(timings) * 1e3:.0f} ms")
-    assert min(timings) < 1.5
