@@ -39,10 +39,11 @@ _CATEGORIES = [CATEGORY_NAMES[c] for c in Category]
 _BIN_KEYS = ("run_id", "tag", "reactor", "category", "bin")
 
 
-ROWS_PER_STATEMENT = {"sqlite": 100}
-"""Rows in one multi-row INSERT, by dialect. On SQLite a statement per row costs ~40% more
-per row (a replay's final commit holds tens of thousands of spectrum bins); PostgreSQL's
-driver pipelines one-row statements and is slower with long ones (measured)."""
+ROWS_PER_STATEMENT = {"sqlite": 20}
+"""Rows in one multi-row INSERT, by dialect. On SQLite a statement per row costs about twice
+as much per row (a replay's final commit holds tens of thousands of spectrum bins); more
+than ~20 rows gain nothing and take longer to compile. PostgreSQL's driver pipelines
+one-row statements and is slower with long ones (measured)."""
 
 
 @lru_cache(maxsize=64)
@@ -54,9 +55,10 @@ def _upsert_sql(
     add: tuple[str, ...],
     replace: tuple[str, ...],
     n_rows: int,
-) -> tuple[str, list[int] | None, list[str]]:
-    """The SQL of an upsert of ``n_rows`` rows, compiled once; the parameter names of the
-    rows' flattened values and, for a positional driver, their positions in its order."""
+) -> tuple[str, list[str] | None, list[int] | None]:
+    """The SQL of an upsert of ``n_rows`` rows, compiled once, and how its parameters are
+    taken from the rows' flattened values: by name (a driver with named parameters: the
+    names), or by position (None; the positions in the driver's order when not in order)."""
     names = [f"{c}_{i}" for i in range(n_rows) for c in columns]
     rows = [{c: bindparam(f"{c}_{i}") for c in columns} for i in range(n_rows)]
     stmt = _INSERTS[dialect.name](table).values(rows)
@@ -66,9 +68,10 @@ def _upsert_sql(
         dialect=dialect
     )
     if not compiled.positional:
-        return compiled.string, None, names
+        return compiled.string, names, None
     where = {name: i for i, name in enumerate(names)}
-    return compiled.string, [where[name] for name in compiled.positiontup], names
+    order = [where[name] for name in compiled.positiontup]
+    return compiled.string, None, None if order == sorted(order) else order
 
 
 def _upsert(
@@ -83,24 +86,27 @@ def _upsert(
     """Insert ``rows`` (tuples in ``columns`` order); where the key exists, add the ``add``
     columns and overwrite ``replace``.
 
-    Rows go ROWS_PER_STATEMENT to a statement (compiled once per row count), the statements
-    of one size in one executemany, the values handed to the database driver as they are:
-    every column is a plain integer or string, which needs no parameter processing.
+    Rows go ROWS_PER_STATEMENT to a statement, the rest one to a statement (so only two
+    statements are ever compiled), each kind in one executemany, the values handed to the
+    database driver as they are: every column is a plain integer or string, which needs no
+    parameter processing.
     """
     spec = (tuple(keys), tuple(columns), tuple(add), tuple(replace))
     per = ROWS_PER_STATEMENT.get(conn.dialect.name, 1)
     full = len(rows) // per * per
-    for group, n in ((rows[:full], per), (rows[full:], len(rows) - full)):
+    for group, n in ((rows[:full], per), (rows[full:], 1)):
         if not group:
             continue
-        sql, order, names = _upsert_sql(conn.dialect, table, *spec, n)
+        sql, names, order = _upsert_sql(conn.dialect, table, *spec, n)
         params = []
         for first in range(0, len(group), n):
             flat = [value for row in group[first : first + n] for value in row]
-            if order is None:
+            if names is not None:
                 params.append(dict(zip(names, flat, strict=True)))
-            else:
+            elif order is not None:
                 params.append(tuple(flat[i] for i in order))
+            else:
+                params.append(tuple(flat))
         conn.exec_driver_sql(sql, params)
 
 
