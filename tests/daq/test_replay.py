@@ -215,6 +215,7 @@ def test_bench_table_prints_each_figure_beside_its_baseline(capsys):
         "replay_command_pulses_per_s": 3e6,
         "builder_peak_rss_mb": 250.0,
         "builder_peak_rss_mb_tenth": 240.0,
+        "replay_tenth_pulses": 1_000_000,
     }
     full = quick | {
         "replay_long_pulses": 100_000_000,
@@ -230,4 +231,5 @@ def test_bench_table_prints_each_figure_beside_its_baseline(capsys):
     print_table(full)
     out = capsys.readouterr().out
     assert "100,000,000" in out and "32.00 M/s" in out and "1.05" in out  # 252 / 240
+    assert "1,000,000" in out  # the memory baseline, named by its size
     assert "1,500,000" in out and "5.00" in out  # live against the 300 000 target
