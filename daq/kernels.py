@@ -34,19 +34,19 @@ _RT = int(Category.RT)
 
 
 _ONE = np.uint64(1)
-_SIGN_BIT = np.uint64(63)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _sweep_step(ge_t, veto_t, out, i, j, before_ns, width_ns):
     """One merge step of a sweep lane: move past veto time j if it lies below HPGe time i's
-    window, else settle HPGe time i. Branch-free: x = v - t + before is negative below the
-    window and, read unsigned, at most before + after inside it. Indices are unsigned so
-    numba emits no negative-index wraparound."""
-    x = np.uint64(veto_t[j] - ge_t[i] + before_ns)
-    below = x >> _SIGN_BIT
-    out[i] = x <= width_ns
-    return i + (below ^ _ONE), j + below
+    window, else settle HPGe time i. Branch-free: x = v + before - t is negative below the
+    window and, read unsigned, at most before + after inside it; its sign spread over all
+    bits (0 or all ones) moves one index or the other. Indices are unsigned so numba emits
+    no negative-index wraparound."""
+    x = veto_t[j] + before_ns - ge_t[i]
+    below = np.uint64(x >> 63)  # all ones (-1) below the window, else 0
+    out[i] = np.uint64(x) <= width_ns
+    return i + _ONE + below, j - below
 
 
 @numba.njit(cache=True, nogil=True)
@@ -75,11 +75,11 @@ def _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i, end, j):
 def tag_window_sweep(ge_t, veto_t, before_ns, after_ns):
     """Window tags by a linear merge sweep over both sorted time arrays (ns).
 
-    One merge is a chain of dependent loads and compares, so the HPGe times are cut into six
+    One merge is a chain of dependent loads and compares, so the HPGe times are cut into four
     lanes swept side by side, each from its own start found by binary search: independent
-    chains keep the CPU busy (6 lanes: ~2x one lane; 8 spill registers and are slower). The
-    lanes are scalars, which numba keeps in registers. The inner loop runs as many steps as
-    no lane can overrun, so it needs no bounds checks.
+    chains keep the CPU busy. The lanes are scalars, which numba keeps in registers (with
+    five or more, LLVM spills them to the stack and the sweep is no faster). The inner loop
+    runs as many steps as no lane can overrun, so it needs no bounds checks.
     """
     n = ge_t.shape[0]
     m = veto_t.shape[0]
@@ -87,13 +87,11 @@ def tag_window_sweep(ge_t, veto_t, before_ns, after_ns):
     if n == 0 or m == 0:
         return out
     w = np.uint64(before_ns + after_ns)
-    e0, e1, e2, e3, e4, e5 = n // 6, 2 * n // 6, 3 * n // 6, 4 * n // 6, 5 * n // 6, n
+    e0, e1, e2, e3 = n // 4, n // 2, 3 * n // 4, n
     i0, j0 = _sweep_start(ge_t, veto_t, before_ns, 0, e0)
     i1, j1 = _sweep_start(ge_t, veto_t, before_ns, e0, e1)
     i2, j2 = _sweep_start(ge_t, veto_t, before_ns, e1, e2)
     i3, j3 = _sweep_start(ge_t, veto_t, before_ns, e2, e3)
-    i4, j4 = _sweep_start(ge_t, veto_t, before_ns, e3, e4)
-    i5, j5 = _sweep_start(ge_t, veto_t, before_ns, e4, e5)
     while True:
         # every step moves one index of each lane by one: this many cannot overrun
         safe = min(
@@ -101,9 +99,7 @@ def tag_window_sweep(ge_t, veto_t, before_ns, after_ns):
             e1 - np.int64(i1),
             e2 - np.int64(i2),
             e3 - np.int64(i3),
-            e4 - np.int64(i4),
-            e5 - np.int64(i5),
-            m - np.int64(max(j0, j1, j2, j3, j4, j5)),
+            m - np.int64(max(j0, j1, j2, j3)),
         )
         if safe <= 0:
             break
@@ -112,14 +108,10 @@ def tag_window_sweep(ge_t, veto_t, before_ns, after_ns):
             i1, j1 = _sweep_step(ge_t, veto_t, out, i1, j1, before_ns, w)
             i2, j2 = _sweep_step(ge_t, veto_t, out, i2, j2, before_ns, w)
             i3, j3 = _sweep_step(ge_t, veto_t, out, i3, j3, before_ns, w)
-            i4, j4 = _sweep_step(ge_t, veto_t, out, i4, j4, before_ns, w)
-            i5, j5 = _sweep_step(ge_t, veto_t, out, i5, j5, before_ns, w)
     _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i0, e0, j0)
     _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i1, e1, j1)
     _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i2, e2, j2)
     _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i3, e3, j3)
-    _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i4, e4, j4)
-    _sweep_finish(ge_t, veto_t, before_ns, after_ns, out, i5, e5, j5)
     return out
 
 
