@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from daq.config import Config, ReactorPeriod, XrayLine
@@ -129,7 +129,7 @@ class LiveSystem:
     stderr: list[str] = field(default_factory=list)
 
     def api(self, path: str, **params) -> dict | list:
-        reply = httpx.get(self.url.rstrip("/") + path, params=params, timeout=10)
+        reply = httpx2.get(self.url.rstrip("/") + path, params=params, timeout=10)
         reply.raise_for_status()
         return reply.json()
 
