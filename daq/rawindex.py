@@ -346,12 +346,14 @@ def _crc_rows(b, w64, w32, w16, rows, first, last, tab):
 
 @numba.njit(cache=True, nogil=True)
 def _room(rows, count, k):
-    """``rows``, or a copy grown to hold at least count + k rows."""
-    if count + k <= rows.shape[0]:
-        return rows
-    grown = np.zeros((max(2 * rows.shape[0], count + k), _NF), dtype=np.int64)
-    grown[:count] = rows[:count]
-    return grown
+    """``rows``, or a copy grown to hold at least count + k rows; rows count.. count + k
+    zeroed (the rest is left untouched, so never faulted in)."""
+    if count + k > rows.shape[0]:
+        grown = np.empty((max(2 * rows.shape[0], count + k), _NF), dtype=np.int64)
+        grown[:count] = rows[:count]
+        rows = grown
+    rows[count : count + k] = 0
+    return rows
 
 
 @numba.njit(cache=True, nogil=True)
@@ -401,10 +403,10 @@ def _block_v2(b, where, block, rows, count, ranges, itemsize):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(b, w64, w32, w16, tab, version, key_bytes, key_ends, itemsize, ranges):
-    """(index rows, count, status, offset): status 0 = intact, else a _REASONS code at offset."""
+def _scan(b, w64, w32, w16, rows, tab, version, key_bytes, key_ends, itemsize, ranges):
+    """(index rows, count, status, offset): status 0 = intact, else a _REASONS code at offset.
+    ``rows``: room for the index (uninitialised; grown when too small)."""
     size = b.shape[0]
-    rows = np.zeros((max(size // 256, 16), _NF), dtype=np.int64)
     block = np.zeros(_NF, dtype=np.int64)
     where = np.zeros((key_ends.shape[0], 2), dtype=np.int64)
     count = 0
@@ -512,6 +514,15 @@ class PulseIndex:
     intact: bool
     reason: str
 
+    def of_stream(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index positions of one stream's batches and a copy of their index rows.
+
+        Rows are taken as int64 words (a structured fancy index is ten times slower: 0.5 s
+        for the 1.5 M batches of one stream of a 10^8-pulse file)."""
+        rows = np.flatnonzero(self.batches["stream"] == stream)
+        words = self.batches.view(np.int64).reshape(-1, _NF)[rows]
+        return rows, words.view(INDEX_DTYPE).reshape(len(rows))
+
     def pulses(self, rows: np.ndarray) -> np.ndarray:
         """The pulses of the batches ``rows`` (index positions, in the order given), as one
         PULSE_DTYPE array."""
@@ -542,8 +553,11 @@ def scan_pulses(path: str | Path) -> PulseIndex:
     reader = open_pulses(path)
     buffer = map_file(reader.path)
     version = reader.format_version
+    # numpy backs a large array with huge pages, and only the rows written are faulted in:
+    # a 10^8-pulse file has ~5 M batches, 0.5 GB of index
+    room = np.empty((max(len(buffer) // 256, 16), _NF), dtype=np.int64)
     rows, count, status, offset = _scan(
-        buffer, *_typed(buffer), _CRC, version, *_KEYS[version], _ITEMSIZE, _RANGES
+        buffer, *_typed(buffer), room, _CRC, version, *_KEYS[version], _ITEMSIZE, _RANGES
     )
     batches = np.ascontiguousarray(rows[:count]).view(INDEX_DTYPE).reshape(count)
     reason = "" if status == 0 else f"{_REASONS[status]} at offset {offset}"

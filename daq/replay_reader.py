@@ -140,9 +140,7 @@ class _Plan:
     ) -> None:
         self.index = index
         self.stream = stream
-        mine = np.flatnonzero(index.batches["stream"] == int(stream))
-        self.rows = mine
-        b = index.batches[mine]
+        self.rows, b = index.of_stream(int(stream))
         self.batches = b
         self.regular = chunk_pulses > 0 and self._regular(b, index.run)
         if self.regular:
@@ -188,11 +186,9 @@ class _Plan:
         """Reactor state (0/1) at each time as the builder looks it up (last reading at or
         before t, else the first). If the reactor stream is not regular, a stand-in that
         changes after every batch with dead time, so that such a batch ends its chunk."""
-        rows = np.flatnonzero(self.index.batches["stream"] == int(Stream.REACTOR))
+        rows, batches = self.index.of_stream(int(Stream.REACTOR))
         readings = self.index.pulses(rows)
-        if not self._regular(self.index.batches[rows], self.index.run) or np.any(
-            np.diff(readings["t_ns"]) < 0
-        ):
+        if not self._regular(batches, self.index.run) or np.any(np.diff(readings["t_ns"]) < 0):
             dead = self.batches["dead_ns"][1 : 1 + len(t)] > 0
             return np.cumsum(dead) + dead  # changes after every batch with dead time
         if not len(readings):

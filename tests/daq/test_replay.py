@@ -13,7 +13,7 @@ from daq.config import Config
 from daq.errors import ConfigError, RawFileError
 from daq.kernels import tag_window
 from daq.rawfile import EVENTS, PULSES, RawReader, RawWriter, raw_path
-from daq.rawindex import INDEX_DTYPE, scan_pulses
+from daq.rawindex import INDEX_DTYPE, _room, scan_pulses
 from daq.records import Stream
 from daq.replay_reader import _Builder, _Plan, shuffled
 from daq.scan import parse_scan
@@ -67,6 +67,26 @@ def test_index_matches_raw_reader(synthetic):
     rows = np.arange(len(recorded))
     together = index.pulses(rows)
     assert together.tobytes() == np.concatenate([b.pulses for b in recorded]).tobytes()
+
+
+def test_index_room_grows_and_zeroes_what_it_reserves():
+    """The scan writes its index into uninitialised room: each reservation is zeroed, and
+    growing keeps the rows written so far."""
+    room = np.full((4, len(INDEX_DTYPE)), -7, dtype=np.int64)
+    room[:3] = np.arange(3 * len(INDEX_DTYPE)).reshape(3, -1)
+    kept = room[:3].copy()
+    same = _room(room, 3, 1)
+    assert same is room and not same[3].any()
+    grown = _room(room, 3, 6)
+    assert grown.shape[0] >= 9 and np.array_equal(grown[:3], kept) and not grown[3:9].any()
+
+
+def test_index_rows_of_one_stream(synthetic):
+    index = scan_pulses(synthetic)
+    for stream in Stream:
+        rows, batches = index.of_stream(int(stream))
+        assert np.array_equal(rows, np.flatnonzero(index.batches["stream"] == stream))
+        assert batches.dtype == INDEX_DTYPE and np.array_equal(batches, index.batches[rows])
 
 
 def test_index_of_format_1_files(synthetic, tmp_path):
