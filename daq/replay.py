@@ -344,7 +344,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         release_readers(board)
     finally:
         session.close()
-    damage = None if intact else RawReader(path).damage
+    damage = None if intact else reader.damage  # its first access reads the file
     if damage is not None:
         with session_scope(engine) as db:
             add_raw_damage(db, damage, reader.run)
@@ -358,7 +358,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         lost=summary["lost"],
         wall_s=wall,
         pulses_per_s=sum(pulses.values()) / wall if wall > 0 else 0.0,
-        built_s=summary.get("built_monotonic_s", start + wall) - start,
+        built_s=summary["built_monotonic_s"] - start,
         stream_s=stream_s,
         messages=expect,
         builder_peak_rss_mb=summary.get("peak_rss_mb", 0.0),
