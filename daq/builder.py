@@ -40,7 +40,6 @@ import json
 import logging
 import resource
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +52,10 @@ from online.filler import SpectrumFiller
 from .config import Config, default_db_url
 from .control import ControlClient
 from .errors import NudaqError, WireError
-from .eventbuilder import DEFAULT_STREAMS, INF_NS, EventBuilder
+from .eventbuilder import DEFAULT_STREAMS, EventBuilder
 from .kernels import warm_up
 from .process import StopFlag, base_parser, common_setup, exit_now
+from .rates import RateMeter
 from .rawfile import PULSES, RawWriter, raw_path
 from .records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
 from .update import StreamDelta
@@ -73,10 +73,6 @@ BURST = 500
 DRAIN_S = 2.0
 """Longest time spent reading queued messages when a run is closed (wall s)."""
 MONITOR_INTERVAL_S = 1.0
-RATE_WINDOW_NS = 10 * 10**9
-"""Monitor rates are pulses per second of DAQ time over the last this many ns of built data:
-a sub-Hz stream shows its rate (not 0 or 1 Hz), a builder catching up a backlog does not
-distort it, and a simulated clock running F times faster still shows the physical rates."""
 POLL_MS = 100
 UNDECODABLE = "undecodable"
 REPLAY_BURST_PULSES = 1 << 20
@@ -268,7 +264,7 @@ class BuilderProcess:
         self.last_summary: dict | None = None
         self.exit_requested = False
         self._next_monitor = 0.0
-        self._counts_seen: deque[tuple[int, dict[str, int]]] = deque()
+        self.rates = RateMeter()
 
     # -- main loop ------------------------------------------------------------------------------
     def serve(self, stop: StopFlag) -> None:
@@ -417,10 +413,10 @@ class BuilderProcess:
         """The monitoring snapshot: what a shifter's status line shows."""
         recorder = self.recorder
         if recorder is None:
-            self._counts_seen.clear()
+            self.rates.clear()
             return {"time": time.time(), "state": "idle", "run": None, "last": self.last_summary}
         s = recorder.builder.summary
-        rates = self._rates(s["horizon_ns"], s["pulses"])
+        rates = self.rates.update(s["complete_ns"], s["pulses"])
         elapsed = sum(s["elapsed_ns"].values())
         live = sum(s["live_ns"].values())
         return {
@@ -439,21 +435,6 @@ class BuilderProcess:
             "events": s["events"],
             "rejected_messages": s["rejected_messages"] + recorder.undecodable,
             "missing_batches": s["missing_batches"],
-        }
-
-    def _rates(self, horizon_ns: int, pulses: dict[str, int]) -> dict[str, float]:
-        """Pulses per second of DAQ time per stream over the last RATE_WINDOW_NS built."""
-        seen = self._counts_seen
-        if horizon_ns <= -INF_NS:  # nothing built yet
-            return {name: 0.0 for name in pulses}
-        while len(seen) > 1 and seen[1][0] <= horizon_ns - RATE_WINDOW_NS:
-            seen.popleft()
-        then_ns, counts = seen[0] if seen else (horizon_ns, pulses)
-        seen.append((horizon_ns, dict(pulses)))
-        span_s = (horizon_ns - then_ns) / 1e9
-        return {
-            name: (n - counts.get(name, 0)) / span_s if span_s > 0 else 0.0
-            for name, n in pulses.items()
         }
 
     def close(self) -> None:

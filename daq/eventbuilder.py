@@ -147,6 +147,7 @@ class EventBuilder:
         self._dead_ns: list[int] = []
         self._other: dict[str, StreamDelta] = {}
         self._total = BuildUpdate.empty(self.n_bins)
+        self._complete_ns: dict[str, int] = {}
         self._uncalibrated = 0
         self._no_eor: list[str] = []
         self._finished = False
@@ -268,6 +269,7 @@ class EventBuilder:
             self._build(horizon, update)
             self._horizon = horizon
         for st in self._streams.values():
+            self._complete_ns[STREAM_NAMES[st.stream]] = st.complete_ns
             if st.delta != StreamDelta():
                 update.streams[STREAM_NAMES[st.stream]] = st.delta
                 st.delta = StreamDelta()
@@ -473,6 +475,7 @@ class EventBuilder:
             "horizon_ns": self._horizon,
             "reactor_on": self._state_on,
             "pulses": {name: d.pulses for name, d in total.streams.items()},
+            "complete_ns": dict(self._complete_ns),
             "lost": {name: d.lost for name, d in total.streams.items()},
             "dead_ns": {name: d.dead_ns for name, d in total.streams.items()},
             "missing_batches": sum(d.missing_batches for d in total.streams.values()),
