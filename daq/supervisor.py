@@ -24,6 +24,8 @@ class Child:
 
     name: str
     popen: subprocess.Popen
+    stop_last: bool = False
+    """Others talk to it (the simulated hardware): stopped only once they have exited."""
 
     @property
     def pid(self) -> int:
@@ -38,7 +40,14 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = False
 
-    def spawn(self, name: str, module: str, *args: str, capture_stdout: bool = False) -> Child:
+    def spawn(
+        self,
+        name: str,
+        module: str,
+        *args: str,
+        capture_stdout: bool = False,
+        stop_last: bool = False,
+    ) -> Child:
         """Start ``python -m module args`` as a new session (Ctrl-C reaches only us)."""
         popen = subprocess.Popen(
             [sys.executable, "-m", module, *args],
@@ -46,7 +55,7 @@ class Supervisor:
             stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
             start_new_session=True,
         )
-        child = Child(name, popen)
+        child = Child(name, popen, stop_last)
         self.children.append(child)
         log.info("started %s (pid %d): python -m %s %s", name, popen.pid, module, " ".join(args))
         return child
@@ -82,14 +91,25 @@ class Supervisor:
                 )
 
     def stop_all(self, timeout_s: float = 15.0) -> dict[str, int]:
-        """SIGTERM every child (last started first), SIGKILL what does not exit in time."""
+        """SIGTERM every child, SIGKILL what does not exit in time; the exit codes by name.
+
+        The children marked ``stop_last`` are stopped once the others have exited, so no
+        readout sees its device vanish while it is still reading.
+        """
         self.stopping = True
-        for child in reversed(self.children):
+        deadline = time.monotonic() + timeout_s
+        codes: dict[str, int] = {}
+        for last in (False, True):
+            codes |= self._stop([c for c in self.children if c.stop_last == last], deadline)
+        return codes
+
+    @staticmethod
+    def _stop(children: list[Child], deadline: float) -> dict[str, int]:
+        for child in children:
             if child.popen.poll() is None:
                 os.kill(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
         codes = {}
-        for child in reversed(self.children):
+        for child in children:
             try:
                 codes[child.name] = child.popen.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

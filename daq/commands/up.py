@@ -60,7 +60,13 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
     if sim:
         snapshot.write_text(config.snapshot())
         child = sup.spawn(
-            "sim", "hardware_sim", "--config", str(snapshot), *common, capture_stdout=True
+            "sim",
+            "hardware_sim",
+            "--config",
+            str(snapshot),
+            *common,
+            capture_stdout=True,
+            stop_last=True,
         )
         urls = sup.read_json_line(child, STARTUP_TIMEOUT_S)
         for stream in ("hpge", "acv", "crv"):
