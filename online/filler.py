@@ -37,6 +37,11 @@ _EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)] + ["live_ns"]
 _STREAM_FIELDS = [f.name for f in fields(StreamDelta)]
 _CATEGORIES = [CATEGORY_NAMES[c] for c in Category]
 _BIN_KEYS = ("run_id", "tag", "reactor", "category", "bin")
+_REACTOR_NAMES = np.array(REACTOR_STATES, dtype=object)
+_CATEGORY_NAMES = np.array(_CATEGORIES, dtype=object)
+_CATEGORY_ORDER = np.argsort(_CATEGORIES)
+"""Categories in the order of their names: spectrum bins are written in the table's key order
+(run, tag, reactor, category, bin), so that SQLite appends to its clustered key."""
 
 
 ROWS_PER_STATEMENT = {"sqlite": 20}
@@ -79,34 +84,32 @@ def _upsert(
     table: Table,
     keys: Sequence[str],
     columns: Sequence[str],
-    rows: list[tuple],
+    rows: list[tuple] | np.ndarray,
     add: Sequence[str],
     replace: Sequence[str] = (),
 ) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order); where the key exists, add the ``add``
-    columns and overwrite ``replace``.
+    """Insert ``rows`` (tuples, or a 2-D object array, in ``columns`` order); where the key
+    exists, add the ``add`` columns and overwrite ``replace``.
 
     Rows go ROWS_PER_STATEMENT to a statement, the rest one to a statement (so only two
     statements are ever compiled), each kind in one executemany, the values handed to the
     database driver as they are: every column is a plain integer or string, which needs no
-    parameter processing.
+    parameter processing. A statement's parameters are a row of the rows reshaped, so that
+    tens of thousands of spectrum bins cost no Python loop per value.
     """
     spec = (tuple(keys), tuple(columns), tuple(add), tuple(replace))
     per = ROWS_PER_STATEMENT.get(conn.dialect.name, 1)
-    full = len(rows) // per * per
-    for group, n in ((rows[:full], per), (rows[full:], 1)):
-        if not group:
+    values = rows if isinstance(rows, np.ndarray) else np.array(rows, dtype=object)
+    full = len(values) // per * per
+    for group, n in ((values[:full], per), (values[full:], 1)):
+        if not len(group):
             continue
         sql, names, order = _upsert_sql(conn.dialect, table, *spec, n)
-        params = []
-        for first in range(0, len(group), n):
-            flat = [value for row in group[first : first + n] for value in row]
-            if names is not None:
-                params.append(dict(zip(names, flat, strict=True)))
-            elif order is not None:
-                params.append(tuple(flat[i] for i in order))
-            else:
-                params.append(tuple(flat))
+        flat = group.reshape(-1, n * len(columns))
+        if names is not None:
+            params = [dict(zip(names, row, strict=True)) for row in flat.tolist()]
+        else:
+            params = list(map(tuple, (flat if order is None else flat[:, order]).tolist()))
         conn.exec_driver_sql(sql, params)
 
 
@@ -189,25 +192,17 @@ class SpectrumFiller:
     def _write(self, conn: Connection, pending: BuildUpdate) -> None:
         run_id = self._run_id_of(conn)
         key = {"run_id": run_id, "tag": self.tag}
-        reactor, category, bins = np.nonzero(pending.hist)
-        counts = pending.hist[reactor, category, bins]
+        reactor, category, bins = np.nonzero(pending.hist[:, _CATEGORY_ORDER])
+        category = _CATEGORY_ORDER[category]
+        rows = np.empty((len(bins), len(_BIN_KEYS) + 1), dtype=object)
+        rows[:, 0] = run_id
+        rows[:, 1] = self.tag
+        rows[:, 2] = _REACTOR_NAMES[reactor]
+        rows[:, 3] = _CATEGORY_NAMES[category]
+        rows[:, 4] = bins
+        rows[:, 5] = pending.hist[reactor, category, bins]
         _upsert(
-            conn,
-            SpectrumBin.__table__,
-            _BIN_KEYS,
-            (*_BIN_KEYS, "counts"),
-            list(
-                zip(
-                    [run_id] * len(bins),
-                    [self.tag] * len(bins),
-                    [REACTOR_STATES[r] for r in reactor.tolist()],
-                    [_CATEGORIES[c] for c in category.tolist()],
-                    bins.tolist(),
-                    counts.tolist(),
-                    strict=True,
-                )
-            ),
-            add=("counts",),
+            conn, SpectrumBin.__table__, _BIN_KEYS, (*_BIN_KEYS, "counts"), rows, add=("counts",)
         )
         _upsert(
             conn,
