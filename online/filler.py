@@ -35,11 +35,10 @@ log = logging.getLogger(__name__)
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)] + ["live_ns"]
 _STREAM_FIELDS = [f.name for f in fields(StreamDelta)]
-_CATEGORIES = [CATEGORY_NAMES[c] for c in Category]
 _BIN_KEYS = ("run_id", "tag", "reactor", "category", "bin")
 _REACTOR_NAMES = np.array(REACTOR_STATES, dtype=object)
-_CATEGORY_NAMES = np.array(_CATEGORIES, dtype=object)
-_CATEGORY_ORDER = np.argsort(_CATEGORIES)
+_CATEGORY_NAMES = np.array([CATEGORY_NAMES[c] for c in Category], dtype=object)
+_CATEGORY_ORDER = np.argsort(_CATEGORY_NAMES)
 """Categories in the order of their names: spectrum bins are written in the table's key order
 (run, tag, reactor, category, bin), so that SQLite appends to its clustered key."""
 
