@@ -1,24 +1,23 @@
-"""The ``nudaq`` command: parses arguments and delegates to the subcommand modules.
+"""The ``nudaq`` command: parses arguments and delegates to the registered subcommands.
 
-Every module in ``daq.commands`` and ``online.commands`` defines
-``register(subparsers) -> None``, which adds its parser and sets ``func`` to a function
-``(args) -> int`` returning the exit code. Errors of nudaq (daq.errors.NudaqError) become
-one line on stderr and exit code 2; a Ctrl-C exits with 130.
+Subcommands are the ``nudaq.commands`` entry points (daq.core.plugins), each a
+``register(subparsers) -> None`` that adds its parser and sets ``func`` to a function
+``(args) -> int`` returning the exit code; every package registers its own (``nudaq sim``
+lives with the simulator), and this module names none of them. Errors of nudaq
+(daq.core.errors.NudaqError) become one line on stderr and exit code 2; a Ctrl-C exits
+with 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from typing import NoReturn
 
-from . import __version__
-from .errors import NudaqError
-from .process import exit_now
-
-COMMAND_PACKAGES = ("daq.commands", "online.commands")
+from daq import __version__
+from daq.core.errors import NudaqError
+from daq.core.plugins import COMMANDS, registered
+from daq.processes.common import exit_now
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nudaq {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for package_name in COMMAND_PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{package_name}.{info.name}").register(subparsers)
+    for _name, entry in sorted(registered(COMMANDS).items()):
+        entry.load()(subparsers)
     return parser
 
 

@@ -1,1 +1,2 @@
-"""Simulated hardware: detector-physics generator and serial devices speaking daq.protocol."""
+"""Simulated hardware: the detector-physics generator and serial devices that speak the
+front-end protocol (daq.formats.protocol) byte for byte."""

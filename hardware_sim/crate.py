@@ -19,12 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daq.config import Config
-from daq.records import DATA_STREAMS, STREAM_NAMES, Stream
-
-from .devices import ListModeDevice, SlowControlDevice, TextDevice, make_line
-from .generator import Generator
-from .truth import FAULTS_FILE, TRUTH_FILE, TruthWriter, write_fault_counts
+from daq.core.config import Config
+from daq.core.records import DATA_STREAMS, STREAM_NAMES, Stream
+from hardware_sim.devices import ListModeDevice, SlowControlDevice, TextDevice, make_line
+from hardware_sim.generator import Generator
+from hardware_sim.truth import FAULTS_FILE, TRUTH_FILE, TruthWriter, write_fault_counts
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Simulated serial devices: the HPGe ADC, the two veto digitizers and slow control.
 
-Each device speaks daq.protocol byte for byte on its own line, a TCP socket
+Each device speaks daq.formats.protocol byte for byte on its own line, a TCP socket
 (``socket://127.0.0.1:PORT``, one client at a time, a new client replaces the old one) or a
 pty (the slave's path), so the real drivers run against them through
 ``serial.serial_for_url``. Devices do no I/O of their own: the crate's event loop
@@ -38,12 +38,11 @@ from typing import Protocol
 
 import numpy as np
 
-from daq.config import Faults, Frontend, ReactorPeriod, Sim
-from daq.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS, encode_frame
-from daq.records import PULSE_DTYPE, Stream
-
-from .faults import FaultInjector
-from .generator import dead_time_ns
+from daq.core.config import Faults, Frontend, ReactorPeriod, Sim
+from daq.core.records import PULSE_DTYPE, Stream
+from daq.formats.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS, encode_frame
+from hardware_sim.faults import FaultInjector
+from hardware_sim.generator import dead_time_ns
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ def make_line(transport: str) -> Line:
 
 
 class TextDevice:
-    """The text half of daq.protocol: line splitting, ``*IDN?``, ``CLOCK?``, ``CONF``.
+    """The text half of daq.formats.protocol: line splitting, ``*IDN?``, ``CLOCK?``, ``CONF``.
 
     ``settings`` maps each ``CONF`` key to its current value; ``_parsers`` to a function that
     converts and checks a new value (raising ValueError with the reason).

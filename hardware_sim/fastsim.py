@@ -3,8 +3,9 @@
 What ``nudaq sim generate`` runs. Each simulated run takes the path of live data minus the
 serial lines and sockets, in one process:
 
-    Generator (fast mode)  ->  daq.wire.Batch per stream  ->  daq.eventbuilder.EventBuilder
-        ->  online.filler.SpectrumFiller (one SQL commit per chunk)
+    Generator (fast mode)  ->  daq.formats.wire.Batch per stream
+        ->  daq.build.eventbuilder.EventBuilder
+        ->  daq.store.filler.SpectrumFiller (one SQL commit per chunk)
 
 The generator (hardware_sim.generator, fast mode with ``veto_margin_ns`` =
 ``builder.max_window_ns``) draws every HPGe pulse and only the veto singles that a tagging
@@ -16,7 +17,7 @@ with EOR on every stream, so the event builder, its tags, categories, exposure a
 bookkeeping are exactly those of live data; the builder's increments go to SQL through the
 live filler, chunk by chunk, so memory stays flat whatever the exposure.
 
-Runs are created with online.runs.create_run (configuration snapshot, ``simulated`` True)
+Runs are created with daq.store.runs.create_run (configuration snapshot, ``simulated`` True)
 and have no raw files (the run comment says so). Their clock starts at the wall clock
 of the call and runs on back to back. Stream statistics of the veto streams count only the
 veto pulses drawn (see the generator's fast mode).
@@ -35,19 +36,18 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from daq.config import Config
-from daq.drivers.slowcontrol import Reading
-from daq.eventbuilder import DEFAULT_STREAMS, EventBuilder
-from daq.records import Stream, empty_pulses
-from daq.slowcontrol import reactor_pulses
-from daq.update import BuildUpdate
-from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
-from online.db.session import session_scope
-from online.filler import SpectrumFiller
-from online.runs import create_run, end_run, next_run_number, set_quality
-
-from .devices import LN2_FULL_PCT, TEMP_C
-from .generator import Generator
+from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
+from daq.build.increments import BuildUpdate
+from daq.core.config import Config
+from daq.core.records import Stream, empty_pulses
+from daq.drivers.slowcontrol_device import Reading
+from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.processes.slowcontrol import reactor_pulses
+from daq.store.filler import SpectrumFiller
+from daq.store.runs import create_run, end_run, next_run_number, set_quality
+from daq.store.session import session_scope
+from hardware_sim.devices import LN2_FULL_PCT, TEMP_C
+from hardware_sim.generator import Generator
 
 log = logging.getLogger(__name__)
 

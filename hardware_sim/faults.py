@@ -1,6 +1,6 @@
 """Fault injection on a simulated front-end's outgoing binary bytes.
 
-Rates are per simulated second (daq.config.Faults): for a frame covering dt simulated
+Rates are per simulated second (daq.core.config.Faults): for a frame covering dt simulated
 seconds, Poisson(rate x dt) noise bytes go in front of it, Poisson(rate x dt) of its bytes are
 removed, and with Poisson(rate x dt) > 0 distinct bits of it are flipped (an END frame covers
 no time, so it is never damaged). Disconnects and stalls are decided on the simulated clock.
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from daq.config import Faults
+from daq.core.config import Faults
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``Generator.generate(t0, t1, power_MW)`` draws everything the HPGe ADC and the two veto
 digitizers see in the slice [t0, t1) of the common clock (ns): Poisson counts, uniform times,
-vectorised. Sources (rates from daq.config.Sim and Detector, formulas in /work/shared/physics.md):
+vectorised. Sources (rates from daq.core.config.Sim and Detector, formulas in online.physics):
 
 =============  ============================================================================
 origin         what it is
@@ -57,8 +57,8 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from daq.config import Detector, Sim
-from daq.records import DATA_STREAMS, FLAG_RT, PULSE_DTYPE, Stream
+from daq.core.config import Detector, Sim
+from daq.core.records import DATA_STREAMS, FLAG_RT, PULSE_DTYPE, Stream
 
 log = logging.getLogger(__name__)
 

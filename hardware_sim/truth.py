@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .generator import TRUTH_DTYPE
+from hardware_sim.generator import TRUTH_DTYPE
 
 log = logging.getLogger(__name__)
 

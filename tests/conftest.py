@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from online.db.models import Base
-from online.db.session import make_engine, upgrade_database
+from daq.store.models import Base
+from daq.store.session import make_engine, upgrade_database
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _POSTGRES_TEST_LOCK = 0x6E75_7465  # advisory lock: one test at a time uses the shared database

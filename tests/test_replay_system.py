@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from daq.config import Config
-from daq.rawfile import RawReader
-from daq.records import FLAG_RT, Stream
+from daq.core.config import Config
+from daq.core.records import FLAG_RT, Stream
+from daq.formats.rawfile import RawReader
 
 pytestmark = pytest.mark.slow
 NUDAQ = [sys.executable, "-m", "daq.cli"]

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import zmq
 
-from daq.config import Config
+from daq.core.config import Config
 
 pytestmark = pytest.mark.slow
 NUDAQ = [sys.executable, "-m", "daq.cli"]
@@ -165,7 +165,7 @@ def test_status_run_control_and_killed_readout(data_dir):
         victim = next(
             p
             for p in psutil.Process(up.pid).children(recursive=True)
-            if "daq.readout" in p.cmdline() and "acv" in p.cmdline()
+            if "readout" in p.cmdline() and "acv" in p.cmdline()
         )
         victim.send_signal(signal.SIGKILL)
         _, err = up.communicate(timeout=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import EXAMPLE_CONFIG, load_config
+from daq.core.config import EXAMPLE_CONFIG, load_config
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..runcontrol import request
-from ._common import add_system_options, resolve
+from daq.commands.options import add_system_options, resolve
+from daq.control.runcontrol import request
 
 
 def register(subparsers) -> None:

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import Config, ReactorPeriod
-from ..errors import RunControlError
-from ..process import setup_logging
-from ..runcontrol import RunControl
-from ..supervisor import Supervisor
-from ._common import add_system_options, resolve
+from daq.commands.options import add_system_options, resolve
+from daq.control.runcontrol import RunControl
+from daq.control.supervisor import Supervisor
+from daq.core.config import SHIFTER_TOKEN_ENV, Config, ReactorPeriod
+from daq.core.errors import RunControlError
+from daq.processes.common import setup_logging
 
 log = logging.getLogger("daq.up")
 SIM_POWER_ON_MW = 2900.0
@@ -59,9 +59,9 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
     common = ["--data-dir", str(data_dir)]
     if sim:
         snapshot.write_text(config.snapshot())
-        child = sup.spawn(
+        child = sup.spawn_service(
             "sim",
-            "hardware_sim",
+            "sim",
             "--config",
             str(snapshot),
             *common,
@@ -79,14 +79,14 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
         raise RunControlError("slowcontrol.url is empty (give it, or use --sim)")
     snapshot.write_text(config.snapshot())
     common += ["--config", str(snapshot)]
-    sup.spawn("builder", "daq.builder", *common, "--db", db_url)
-    sup.spawn(
-        "slowcontrol", "daq.slowcontrol", *common, "--db", db_url, "--url", config.slowcontrol.url
+    sup.spawn_service("builder", "builder", *common, "--db", db_url)
+    sup.spawn_service(
+        "slowcontrol", "slowcontrol", *common, "--db", db_url, "--url", config.slowcontrol.url
     )
     for stream in ("crv", "acv", "hpge"):
-        sup.spawn(
+        sup.spawn_service(
             f"readout-{stream}",
-            "daq.readout",
+            "readout",
             *common,
             "--stream",
             stream,
@@ -94,11 +94,9 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
             getattr(config.frontends, stream).url,
         )
     if config.web.shifter_token:  # the snapshot leaves the secret out: hand it over privately
-        from online.web.auth import TOKEN_ENV
-
-        os.environ.setdefault(TOKEN_ENV, config.web.shifter_token)
-    web = sup.spawn("web", "online.web", *common, "--db", db_url, capture_stdout=True)
-    sup.spawn("monitor", "online.monitor", *common, "--db", db_url)
+        os.environ.setdefault(SHIFTER_TOKEN_ENV, config.web.shifter_token)
+    web = sup.spawn_service("web", "web", *common, "--db", db_url, capture_stdout=True)
+    sup.spawn_service("monitor", "monitor", *common, "--db", db_url)
     url = sup.read_json_line(web, STARTUP_TIMEOUT_S)["url"]
     print(f"nudaq: web monitoring and control at {url}", file=sys.stderr, flush=True)
 
@@ -123,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunControlError("--reactor only applies to simulated hardware (--sim)")
     setup_logging("up", data_dir)
     (data_dir / "sockets").mkdir(exist_ok=True)  # run control binds its ipc endpoints there
-    from online.db.session import make_engine, upgrade_database
+    from daq.store.session import make_engine, upgrade_database
 
     engine = make_engine(db_url)
     upgrade_database(engine)

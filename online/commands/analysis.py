@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from daq.commands._common import add_system_options, resolve
-
-from .sensitivity import parse_window
+from daq.commands.options import add_system_options, resolve
+from online.commands.sensitivity import parse_window
 
 
 def register(subparsers) -> None:
@@ -35,15 +34,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from online.analysis_db import analyse_runs
-    from online.db.session import make_engine, session_scope
+    from daq.store.session import make_engine, session_scope
+    from online.analysis.inputs import analyse_runs
 
     window = parse_window(args.window) if args.window else None
     _, _, db_url = resolve(args)
     with session_scope(make_engine(db_url), readonly=True) as session:
         inputs, result = analyse_runs(session, args.runs, args.quality, window, args.tag)
     if args.plot:
-        from online.analysis_plot import plot_analysis
+        from online.analysis.plot import plot_analysis
 
         plot_analysis(result, args.plot)
     out = {"runs": inputs.runs, **result.to_json()}

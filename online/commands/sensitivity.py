@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from daq.errors import AnalysisError
+from daq.core.errors import AnalysisError
 
 DEFAULTS = {
     "mass_kg": 1.06,
@@ -71,9 +71,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from online.analysis import expected_sensitivity, flat_background, mm_template
-    from online.fit import toy_fits
+    from online.analysis.sensitivity import expected_sensitivity, flat_background
+    from online.analysis.template import mm_template
     from online.physics import mm_sm_ratio
+    from online.stats.fit import toy_fits
 
     window = parse_window(args.window_keV)
     if args.toys < 0:

@@ -7,8 +7,8 @@ import csv
 import json
 import sys
 
-from daq.commands._common import add_system_options, resolve
-from daq.records import CATEGORY_NAMES
+from daq.commands.options import add_system_options, resolve
+from daq.core.records import CATEGORY_NAMES
 
 
 def register(subparsers) -> None:
@@ -30,8 +30,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from online.db.session import make_engine, session_scope
-    from online.spectra import load_spectrum, select_runs
+    from daq.store.session import make_engine, session_scope
+    from daq.store.spectra import load_spectrum, select_runs
 
     _, _, db_url = resolve(args)
     with session_scope(make_engine(db_url)) as session:

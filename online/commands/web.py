@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from daq.commands._common import add_system_options, resolve
-from daq.process import setup_logging
+from daq.commands.options import add_system_options, resolve
+from daq.processes.common import setup_logging
 
 
 def register(subparsers) -> None:

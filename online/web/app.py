@@ -24,18 +24,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 
-from daq.config import Config
-from daq.errors import AnalysisError, RunControlError
-from daq.records import CATEGORY_NAMES
-
-from ..alarms import condition_table
-from ..db.models import Alarm
-from ..db.session import session_scope
-from ..runs import add_logbook, set_quality
-from . import queries
-from .auth import Auth, ShifterSession, check_origin
-from .live import POLL_INTERVAL_S, LiveStatus
-from .models import (
+from daq.core.config import Config
+from daq.core.errors import AnalysisError, RunControlError
+from daq.core.records import CATEGORY_NAMES
+from daq.store.models import Alarm
+from daq.store.runs import add_logbook, set_quality
+from daq.store.session import session_scope
+from online.monitoring.alarms import condition_table
+from online.web import queries
+from online.web.auth import Auth, ShifterSession, check_origin
+from online.web.models import (
     AlarmOut,
     AlarmsOut,
     AnalysisOut,
@@ -55,6 +53,7 @@ from .models import (
     SpectrumOut,
     Status,
 )
+from online.web.status import POLL_INTERVAL_S, LiveStatus
 
 log = logging.getLogger(__name__)
 

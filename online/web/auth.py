@@ -31,11 +31,10 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, Response
 
-from daq.config import Config
+from daq.core.config import SHIFTER_TOKEN_ENV, Config
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "NUDAQ_SHIFTER_TOKEN"
 TOKEN_FILE = "shifter-token"
 SESSION_COOKIE = "nudaq_session"
 CSRF_COOKIE = "nudaq_csrf"
@@ -46,7 +45,7 @@ SESSION_TTL_S = 12 * 3600.0
 
 def shifter_token(config: Config, data_dir: Path) -> str:
     """The shifter token: environment, configuration, or generated into the data directory."""
-    token = os.environ.get(TOKEN_ENV) or config.web.shifter_token
+    token = os.environ.get(SHIFTER_TOKEN_ENV) or config.web.shifter_token
     if token:
         return token
     path = Path(data_dir) / TOKEN_FILE
@@ -62,8 +61,8 @@ def shifter_token(config: Config, data_dir: Path) -> str:
 
 def token_source(config: Config, data_dir: Path) -> str:
     """Where the shifter token comes from, for the message that tells the shifter."""
-    if os.environ.get(TOKEN_ENV):
-        return f"${TOKEN_ENV}"
+    if os.environ.get(SHIFTER_TOKEN_ENV):
+        return f"${SHIFTER_TOKEN_ENV}"
     if config.web.shifter_token:
         return "configuration web.shifter_token"
     return str(Path(data_dir) / TOKEN_FILE)

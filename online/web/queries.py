@@ -13,10 +13,8 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from daq.config import Config
-
-from ..analysis import MU_UNIT_MUB, mm_template
-from ..db.models import (
+from daq.core.config import Config
+from daq.store.models import (
     Alarm,
     AnalysisHistory,
     Exposure,
@@ -25,10 +23,11 @@ from ..db.models import (
     Run,
     SlowControlReading,
 )
-from ..live import LIVE_QUALITY
-from ..runs import by_quality
-from ..spectra import SpectrumSet, load_spectrum, select_runs
-from .models import (
+from daq.store.runs import by_quality
+from daq.store.spectra import SpectrumSet, load_spectrum, select_runs
+from online.analysis.live import LIVE_QUALITY
+from online.analysis.template import MU_UNIT_MUB, mm_template
+from online.web.models import (
     AlarmOut,
     AnalysisOut,
     AnalysisPoint,
@@ -186,7 +185,7 @@ def _select(session: Session, runs_spec: str | None, exclude_bad: bool) -> list[
 
 
 def analysis(session: Session) -> AnalysisOut:
-    """The latest live analysis and the runs it contains (online.live.LIVE_QUALITY)."""
+    """The latest live analysis and the runs it contains (online.analysis.live.LIVE_QUALITY)."""
     latest = session.scalars(
         select(AnalysisHistory).order_by(AnalysisHistory.time_utc.desc()).limit(1)
     ).first()

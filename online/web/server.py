@@ -17,11 +17,11 @@ from pathlib import Path
 
 import uvicorn
 
-from daq.config import Config
-
-from ..db.session import make_engine, upgrade_database
-from .app import create_app
-from .auth import shifter_token, token_source
+from daq.core.config import Config, default_db_url
+from daq.processes.common import base_parser, common_setup
+from daq.store.session import make_engine, upgrade_database
+from online.web.app import create_app
+from online.web.auth import shifter_token, token_source
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 2
@@ -86,3 +86,22 @@ def serve(
         server.run(sockets=[sock])
     finally:
         engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Main of the web service: prints one JSON line ``{"url": ...}`` on stdout once it
+    listens (how ``nudaq up`` learns the address)."""
+    parser = base_parser("nudaq web server process")
+    parser.add_argument("--host", help="address to bind (default: configuration web.host)")
+    parser.add_argument("--port", type=int, help="port (default: configuration web.port)")
+    args = parser.parse_args(argv)
+    config, data_dir = common_setup(args, "web")
+    serve(
+        config,
+        data_dir,
+        args.db or default_db_url(data_dir),
+        args.host or config.web.host,
+        config.web.port if args.port is None else args.port,
+        announce_json=True,
+    )
+    return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from daq.config import Config, ReactorPeriod, XrayLine
+from daq.core.config import Config, ReactorPeriod, XrayLine
 from tests.processes import stop_up
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,4 +1,4 @@
-"""A small front-end stand-in for driver and readout tests: speaks daq.protocol in a thread.
+"""A small front-end stand-in for driver and readout tests: speaks daq.formats.protocol in a thread.
 
 It serves one connection at a time on a TCP port (``socket://127.0.0.1:PORT``, a new
 connection replaces the old one, so reconnects work) or on a pty. Pulses carry their global
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daq.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS, encode_frame
-from daq.records import PULSE_DTYPE
+from daq.core.records import PULSE_DTYPE
+from daq.formats.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS, encode_frame
 
 
 @dataclass

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import zmq
 
-from daq.config import Config
-from daq.wire import Batch, decode
+from daq.core.config import Config
+from daq.formats.wire import Batch, decode
 
 
 @pytest.fixture
@@ -30,10 +30,11 @@ def data_dir():
 class Bench:
     """A nudaq process wired to a fake run control (ROUTER) and a fake builder (PULL).
 
-    ``python -m module --url <url> --config <config> --data-dir <data_dir> *args``.
+    ``python -m daq.processes <service> --url <url> --config <config> --data-dir <data_dir>
+    *args``.
     """
 
-    def __init__(self, data_dir: Path, url: str, config: Config, name: str, module: str, *args):
+    def __init__(self, data_dir: Path, url: str, config: Config, name: str, service: str, *args):
         self.config = config
         self.name = name
         self.data_dir = data_dir
@@ -47,7 +48,8 @@ class Bench:
         config_file = data_dir / "config.json"
         config_file.write_text(config.snapshot())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--url", url, "--config", str(config_file)]
+            [sys.executable, "-m", "daq.processes", service, "--url", url]
+            + ["--config", str(config_file)]
             + ["--data-dir", str(data_dir), *args],
             stderr=subprocess.PIPE,
             text=True,
@@ -109,20 +111,20 @@ class Bench:
 
 
 class SimProcess:
-    """``python -m hardware_sim`` in its own process: the device URLs and, after close, the
-    ground truth it wrote to ``sim_dir``."""
+    """The simulated crate (service ``sim``) in its own process: the device URLs and, after
+    close, the ground truth it wrote to ``sim_dir``."""
 
     def __init__(self, config: Config, data_dir: Path) -> None:
         config_file = data_dir / "sim-config.json"
         config_file.write_text(config.snapshot())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hardware_sim", "--config", str(config_file)]
+            [sys.executable, "-m", "daq.processes", "sim", "--config", str(config_file)]
             + ["--data-dir", str(data_dir)],
             stdout=subprocess.PIPE,
             text=True,
         )
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        assert ready, "python -m hardware_sim printed no URLs within 30 s"
+        assert ready, "the simulated crate printed no URLs within 30 s"
         self.urls = json.loads(self.proc.stdout.readline())
         self.sim_dir = data_dir / "sim"
 

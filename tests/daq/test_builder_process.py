@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import signal
@@ -16,13 +15,17 @@ import numpy as np
 import pytest
 import zmq
 
-from daq.config import Config
-from daq.records import FLAG_REACTOR_ON, FLAG_RT, PULSE_DTYPE, Stream
-from daq.wire import HEADER, KIND_BOR, KIND_DATA, KIND_EOR, MAGIC, VERSION, Batch, send_batch
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("online.filler") is None,
-    reason="online.filler (SpectrumFiller, the builder's storage) is not written yet",
+from daq.core.config import Config
+from daq.core.records import FLAG_REACTOR_ON, FLAG_RT, PULSE_DTYPE, Stream
+from daq.formats.wire import (
+    HEADER,
+    KIND_BOR,
+    KIND_DATA,
+    KIND_EOR,
+    MAGIC,
+    VERSION,
+    Batch,
+    send_batch,
 )
 
 RUN = 1
@@ -87,7 +90,7 @@ def malformed_messages() -> list[list[bytes]]:
 
 
 class FakeRunControl:
-    """The run-control end of the transition channel (a ROUTER), as daq.runcontrol binds it."""
+    """The run-control end of the transition channel (a ROUTER), as run control binds it."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self.router = ctx.socket(zmq.ROUTER)
@@ -114,8 +117,8 @@ class FakeRunControl:
 @pytest.fixture
 def system():
     """A data dir (short: ipc paths), an SQLite database with run 1, run control, the builder."""
-    from online.db.session import make_engine, session_scope, upgrade_database
-    from online.runs import create_run
+    from daq.store.runs import create_run
+    from daq.store.session import make_engine, session_scope, upgrade_database
 
     data_dir = Path(tempfile.mkdtemp(prefix="nqb", dir="/tmp"))
     config = Config()
@@ -132,7 +135,7 @@ def system():
     ctx = zmq.Context()
     rc = FakeRunControl(ctx, config.endpoint("transitions", data_dir))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daq.builder", "--config", str(config_path)]
+        [sys.executable, "-m", "daq.processes", "builder", "--config", str(config_path)]
         + ["--data-dir", str(data_dir), "--db", db_url],
         stderr=subprocess.PIPE,
         text=True,
@@ -207,8 +210,8 @@ def test_a_synthetic_run_through_the_builder_process(system):
     # what storage holds: spectra, exposure, the raw file with every decoded message
     from sqlalchemy import func, select
 
-    from daq.rawfile import RawReader
-    from online.db.models import Exposure, Run, SpectrumBin, StreamStat
+    from daq.formats.rawfile import RawReader
+    from daq.store.models import Exposure, Run, SpectrumBin, StreamStat
 
     with engine.connect() as conn:
         counts = dict(
@@ -249,7 +252,7 @@ def test_sigterm_closes_the_open_run_and_exits_cleanly(system):
     assert proc.wait(20) == 0, proc.stderr.read()
     from sqlalchemy import select
 
-    from online.db.models import Run
+    from daq.store.models import Run
 
     with engine.connect() as conn:
         raw_file = conn.scalar(select(Run.raw_file).where(Run.number == RUN))

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from daq.config import EXAMPLE_CONFIG, Config, load_config
-from daq.errors import ConfigError
+from daq.core.config import EXAMPLE_CONFIG, Config, load_config
+from daq.core.errors import ConfigError
 
 
 def test_example_is_the_defaults():

@@ -10,10 +10,10 @@ import pytest
 from frontend_stub import StubFrontend
 from process_bench import missing_runs, sim_faults, sim_truth
 
-from daq.config import Config
-from daq.drivers.frontend import EndFrameLost, FrontendDriver
-from daq.errors import ProtocolError
-from daq.protocol import FRAME_END, SYNC
+from daq.core.config import Config
+from daq.core.errors import ProtocolError
+from daq.drivers.listmode import EndFrameLost, FrontendDriver
+from daq.formats.protocol import FRAME_END, SYNC
 
 crate_factory = process_bench.crate_factory
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
-from daq.config import Config
-from daq.eventbuilder import EventBuilder
-from daq.records import (
+from daq.build.eventbuilder import EventBuilder
+from daq.build.increments import BuildUpdate, ReactorChange
+from daq.core.config import Config
+from daq.core.records import (
     FLAG_REACTOR_ON,
     FLAG_RT,
     PULSE_DTYPE,
@@ -20,8 +19,7 @@ from daq.records import (
     Category,
     Stream,
 )
-from daq.update import BuildUpdate, ReactorChange
-from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
 RUN = 7
 ON_KW = 2_900_000  # reactor reading adc: thermal power in kW
@@ -381,10 +379,6 @@ def test_memory_stays_bounded_over_a_long_run():
 # --- against the detector simulation -----------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("hardware_sim.generator") is None,
-    reason="hardware_sim.generator is not written yet",
-)
 def test_simulated_partners_are_tagged_and_accidentals_match_random_triggers():
     from hardware_sim.generator import Generator, Origin
 

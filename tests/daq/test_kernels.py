@@ -7,14 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daq.kernels import (
-    calibrate,
-    fill_histogram,
-    tag_window,
-    tag_window_search,
-    tag_window_sweep,
-)
-from daq.records import TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, Category
+from daq.core.records import TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, Category
+from daq.kernels.histogram import calibrate, fill_histogram
+from daq.kernels.tagging import tag_window, tag_window_search, tag_window_sweep
 
 KERNELS = [tag_window, tag_window_sweep, tag_window_search]
 

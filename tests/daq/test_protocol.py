@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daq.errors import ProtocolError
-from daq.protocol import (
+from daq.core.errors import ProtocolError
+from daq.core.records import PULSE_DTYPE
+from daq.formats.protocol import (
     FRAME_DATA,
     FRAME_END,
     MAX_RECORDS,
@@ -17,7 +18,6 @@ from daq.protocol import (
     parse_keyvalues,
     parse_reply,
 )
-from daq.records import PULSE_DTYPE
 
 
 def make_pulses(rng: np.random.Generator, n: int) -> np.ndarray:

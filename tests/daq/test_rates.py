@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from daq.eventbuilder import EventBuilder
-from daq.rates import RateMeter
-from daq.records import Stream
+from daq.build.eventbuilder import EventBuilder
+from daq.build.rates import RateMeter
+from daq.core.records import Stream
 from tests.daq.test_eventbuilder import RUN, pulses, small_config, stream_batches
 
 S = 10**9  # ns

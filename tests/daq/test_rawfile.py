@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daq.errors import RawFileError
-from daq.rawfile import BATCH_KEYS, SCHEMAS, RawReader, RawWriter, raw_path
-from daq.records import EVENT_DTYPE, PULSE_DTYPE, Stream
-from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.core.errors import RawFileError
+from daq.core.records import EVENT_DTYPE, PULSE_DTYPE, Stream
+from daq.formats.rawfile import BATCH_KEYS, SCHEMAS, RawReader, RawWriter, raw_path
+from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
 CONFIG = '{"spectrum": {"bin_width_keV": 0.2}}'
 

@@ -14,10 +14,10 @@ import pytest
 from frontend_stub import StubFrontend
 from process_bench import Bench, missing_runs, sim_faults, sim_truth
 
-from daq.config import Config
-from daq.protocol import FRAME_END
-from daq.records import FLAG_RT, Stream, stream_by_name
-from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.core.config import Config
+from daq.core.records import FLAG_RT, Stream, stream_by_name
+from daq.formats.protocol import FRAME_END
+from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
 data_dir = process_bench.data_dir
 crate_factory = process_bench.crate_factory
@@ -29,9 +29,7 @@ def readout_bench(data_dir, stub, stream="hpge", send_hwm=200, **frontend) -> Be
     config.network.send_hwm = send_hwm
     for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
         setattr(getattr(config.frontends, stream), key, value)
-    bench = Bench(
-        data_dir, stub.url, config, f"readout-{stream}", "daq.readout", "--stream", stream
-    )
+    bench = Bench(data_dir, stub.url, config, f"readout-{stream}", "readout", "--stream", stream)
     bench.stub = stub
     return bench
 
@@ -223,7 +221,7 @@ def crate_run(data_dir, crate_factory, config: Config, stream: str, seconds: flo
         setattr(getattr(config.frontends, stream), key, value)
     crate = crate_factory(config)
     name = f"readout-{stream}"
-    bench = Bench(data_dir, crate.urls[stream], config, name, "daq.readout", "--stream", stream)
+    bench = Bench(data_dir, crate.urls[stream], config, name, "readout", "--stream", stream)
     try:
         assert bench.transition("begin", run=1)["ok"]
         bench.collect(seconds)

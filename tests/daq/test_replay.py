@@ -7,19 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daq.bench.synthetic import Rates, write_synthetic_run
-from daq.bench.tagging import tag_merge_asof, tag_searchsorted
-from daq.config import Config
-from daq.errors import ConfigError, RawFileError
-from daq.kernels import tag_window
-from daq.rawfile import EVENTS, PULSES, RawReader, RawWriter, raw_path
-from daq.rawindex import INDEX_DTYPE, _room, scan_pulses
-from daq.records import Stream
-from daq.replay_reader import _Builder, _Plan, shuffled
-from daq.scan import parse_scan
-from daq.update import BuildUpdate
-from daq.variants import with_overrides
-from daq.wire import KIND_DATA, Batch
+from daq.build.increments import BuildUpdate
+from daq.core.config import Config
+from daq.core.errors import ConfigError, RawFileError
+from daq.core.overrides import with_overrides
+from daq.core.records import Stream
+from daq.formats.rawfile import EVENTS, PULSES, RawReader, RawWriter, raw_path
+from daq.formats.rawindex import INDEX_DTYPE, _room, scan_pulses
+from daq.formats.wire import KIND_DATA, Batch
+from daq.kernels.tagging import tag_window
+from daq.replay.plan import _Builder, _Plan, shuffled
+from daq.replay.scan import parse_scan
+from hardware_sim.bench.synthetic import Rates, write_synthetic_run
+from hardware_sim.bench.tagging import tag_merge_asof, tag_searchsorted
 from tests.daq.test_eventbuilder import build as build_in_order
 from tests.daq.test_rawfile import write_format_1
 
@@ -221,7 +221,7 @@ def test_overrides_and_scans_are_validated():
 
 def test_bench_table_prints_each_figure_beside_its_baseline(capsys):
     """The table of ``nudaq bench`` for a quick and a full run (figures made up here)."""
-    from daq.bench.run import print_table
+    from hardware_sim.bench.run import print_table
 
     quick = {
         "zmq_ceiling_pulses_per_s": 200e6,

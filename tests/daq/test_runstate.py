@@ -2,8 +2,8 @@
 
 import pytest
 
-from daq.errors import RunControlError
-from daq.runstate import RunState, RunStateMachine
+from daq.control.runstate import RunState, RunStateMachine
+from daq.core.errors import RunControlError
 
 
 def test_normal_cycle():

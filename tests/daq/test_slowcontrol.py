@@ -10,13 +10,13 @@ from frontend_stub import StubFrontend
 from process_bench import Bench
 from sqlalchemy import select
 
-from daq.config import Config
-from daq.drivers.slowcontrol import Reading, SlowControlDriver
-from daq.records import FLAG_REACTOR_ON, Stream
-from daq.slowcontrol import reactor_pulses
-from daq.wire import KIND_BOR, KIND_DATA, KIND_EOR
-from online.db.models import SlowControlReading
-from online.db.session import make_engine
+from daq.core.config import Config
+from daq.core.records import FLAG_REACTOR_ON, Stream
+from daq.drivers.slowcontrol_device import Reading, SlowControlDriver
+from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR
+from daq.processes.slowcontrol import reactor_pulses
+from daq.store.models import SlowControlReading
+from daq.store.session import make_engine
 
 data_dir = process_bench.data_dir
 crate_factory = process_bench.crate_factory
@@ -75,7 +75,7 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
     config.reactor.on_threshold_MW = 100.0
     db_url = f"sqlite:///{data_dir / 'nudaq.sqlite'}"
     stub = StubFrontend(settings={"POWER": "2900.0"})
-    bench = Bench(data_dir, stub.url, config, "slowcontrol", "daq.slowcontrol", "--db", db_url)
+    bench = Bench(data_dir, stub.url, config, "slowcontrol", "slowcontrol", "--db", db_url)
     try:
         rows = wait_for_rows(db_url, 8)  # recorded before any run
         assert {(r.quantity, r.unit) for r in rows} == {
@@ -132,7 +132,7 @@ def test_reactor_flag_follows_conf_power_on_the_simulated_crate(data_dir, crate_
     crate = crate_factory(config)
     url = crate.urls["slowcontrol"]
     db_url = f"sqlite:///{data_dir / 'nudaq.sqlite'}"
-    bench = Bench(data_dir, url, config, "slowcontrol", "daq.slowcontrol", "--db", db_url)
+    bench = Bench(data_dir, url, config, "slowcontrol", "slowcontrol", "--db", db_url)
     try:
         assert bench.transition("begin", run=2)["ok"]
         for power in (0.0, 2900.0):  # a second client takes the line; slow control reconnects

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from daq.supervisor import Supervisor
+from daq.control.supervisor import Supervisor
 
 PROCESS = textwrap.dedent(
     """

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import zmq
 
-from daq.errors import WireError
-from daq.records import PULSE_DTYPE, Stream
-from daq.wire import HEADER, KIND_DATA, KIND_EOR, Batch, decode, send_batch
+from daq.core.errors import WireError
+from daq.core.records import PULSE_DTYPE, Stream
+from daq.formats.wire import HEADER, KIND_DATA, KIND_EOR, Batch, decode, send_batch
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sim_host import Host
 
-from daq.config import Config
+from daq.core.config import Config
 from hardware_sim.crate import SimCrate
 
 

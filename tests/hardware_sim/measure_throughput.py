@@ -6,7 +6,7 @@ Not a test (it takes a while and its result is a number, not a pass/fail): run
 
 It starts ``python -m hardware_sim`` as a real process with every stream at ``rate-hz``
 simulated pulses per second (HPGe through its random triggers, CONF RTRATE), reads all three
-streams at once with the real driver (daq.drivers.frontend) and prints pulses per wall second
+streams at once with the real driver (daq.drivers.listmode) and prints pulses per wall second
 per stream, with the decoder's error counts (all must be 0).
 """
 
@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from daq.config import Config
-from daq.drivers.frontend import FrontendDriver
+from daq.core.config import Config
+from daq.drivers.listmode import FrontendDriver
 
 
 def read_stream(url: str, seconds: float, rt_rate_hz: float | None, out: dict) -> None:
@@ -58,7 +58,16 @@ def main() -> None:
     cfg = data_dir / "config.json"
     cfg.write_text(config.snapshot())
     sim = subprocess.Popen(
-        [sys.executable, "-m", "hardware_sim", "--config", str(cfg), "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "daq.processes",
+            "sim",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(data_dir),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

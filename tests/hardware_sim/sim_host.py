@@ -1,7 +1,7 @@
 """Helpers of the simulated-hardware tests: a minimal serial host and truth selections.
 
 The host talks to the devices through ``serial.serial_for_url`` and decodes frames with
-daq.protocol.FrameDecoder only, so these tests check the devices against the protocol, not
+daq.formats.protocol.FrameDecoder only, so these tests check the devices against the protocol, not
 against another module's driver.
 """
 
@@ -12,9 +12,9 @@ import time
 import numpy as np
 import serial
 
-from daq.config import Config
-from daq.protocol import FRAME_END, Frame, FrameDecoder, format_command
-from daq.records import PULSE_DTYPE
+from daq.core.config import Config
+from daq.core.records import PULSE_DTYPE
+from daq.formats.protocol import FRAME_END, Frame, FrameDecoder, format_command
 from hardware_sim.crate import SimCrate
 from hardware_sim.truth import read_truth
 

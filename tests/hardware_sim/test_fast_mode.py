@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from daq.config import Config
-from daq.records import FLAG_RT, Category, Stream
-from daq.update import REACTOR_STATES, BuildUpdate
+from daq.build.increments import REACTOR_STATES, BuildUpdate
+from daq.core.config import Config
+from daq.core.records import FLAG_RT, Category, Stream
 from hardware_sim.fastsim import RunPlan, build_run
 from hardware_sim.generator import Generator, Origin
 

@@ -15,9 +15,9 @@ import pytest
 import serial
 from sim_host import Host, closed_truth, pulse_fields, quiet_config, recorded
 
-from daq.config import Faults, ReactorPeriod
-from daq.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS
-from daq.records import Stream
+from daq.core.config import Faults, ReactorPeriod
+from daq.core.records import Stream
+from daq.formats.protocol import FRAME_DATA, FRAME_END, MAX_RECORDS
 from hardware_sim.devices import SlowControlDevice
 from hardware_sim.generator import Origin
 from hardware_sim.truth import read_fault_counts, read_truth
@@ -206,7 +206,7 @@ def test_module_entry_point(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(config.snapshot())
     sim = subprocess.Popen(
-        [sys.executable, "-m", "hardware_sim", "--config", str(path)]
+        [sys.executable, "-m", "daq.processes", "sim", "--config", str(path)]
         + ["--data-dir", str(tmp_path), "--reactor", "off", "--transport", "tcp"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,9 +8,10 @@ import pytest
 from scipy import stats
 from sim_host import pulse_fields
 
-from daq.config import Config, XrayLine
-from daq.records import FLAG_RT, Stream
+from daq.core.config import Config, XrayLine
+from daq.core.records import FLAG_RT, Stream
 from hardware_sim.generator import TRUTH_DTYPE, Generator, Origin
+from online.physics import mm_rate_per_kg_keV_day
 
 S = 10**9
 DAY_S = 86400.0
@@ -200,15 +201,8 @@ def test_same_seed_same_pulses():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def _mm_rate():
-    physics = pytest.importorskip("online.physics", reason="online.physics is not there yet")
-    if not hasattr(physics, "mm_rate_per_kg_keV_day"):
-        pytest.skip("online.physics has no mm_rate_per_kg_keV_day yet: no signal to inject")
-    return physics.mm_rate_per_kg_keV_day
-
-
 def test_signal_injection_follows_the_mm_spectrum():
-    mm_rate = _mm_rate()
+    mm_rate = mm_rate_per_kg_keV_day
     config = Config()
     sim, det = config.sim, config.detector
     sim.mu_nu_1e10, sim.flat_cpd, sim.rt_rate_hz = 30.0, 0.0, 0.0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from daq.config import Config
-from daq.runcontrol import RunControl
+from daq.control.runcontrol import RunControl
+from daq.core.config import Config
 
 
 @pytest.fixture

@@ -10,19 +10,19 @@ import pytest
 import zmq
 from sqlalchemy import select
 
-from daq.config import Alarm as AlarmConfig
-from daq.config import Config
-from daq.runcontrol import request
-from online.alarms import (
+from daq.control.runcontrol import request
+from daq.core.config import Alarm as AlarmConfig
+from daq.core.config import Config
+from daq.store.models import Alarm, LogbookEntry
+from daq.store.session import session_scope
+from online.monitoring.alarms import (
     AlarmEvaluator,
     Condition,
     Observation,
     PoissonRateTest,
     sync_alarms,
 )
-from online.db.models import Alarm, LogbookEntry
-from online.db.session import session_scope
-from online.monitor import Monitor
+from online.monitoring.monitor import Monitor
 
 P_VALUE = 1e-4
 WINDOW_S = 60.0
@@ -192,7 +192,7 @@ def test_silence_threshold_follows_the_configured_p_value(p_value):
 
 
 def test_monitor_records_alarms_of_a_live_system(db_engine, data_dir, run_control):
-    """online.monitor against a real run control and a builder-like snapshot publisher: a
+    """online.monitoring.monitor against a real run control and a builder-like snapshot publisher: a
     frozen data horizon raises silent:horizon (and the impossible disk threshold disk_low) in
     SQL with logbook entries; the horizon moving again clears it."""
     config = Config()

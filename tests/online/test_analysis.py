@@ -13,21 +13,15 @@ import pytest
 from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import norm
 
-from daq.errors import AnalysisError
+from daq.core.errors import AnalysisError
 from online import physics
-from online.analysis import (
-    SpectrumInput,
-    analyse,
-    background_level,
-    corrected_spectrum,
-    efficiencies,
-    expected_sensitivity,
-    flat_background,
-    mm_template,
-    window_bins,
-)
-from online.feldman_cousins import acceptance_intervals, fc_interval
-from online.fit import deviance, fit_mu_nu2, gaussian_sigma, profile_background, toy_fits
+from online.analysis.binning import window_bins
+from online.analysis.efficiency import corrected_spectrum, efficiencies
+from online.analysis.onoff import SpectrumInput, analyse, background_level
+from online.analysis.sensitivity import expected_sensitivity, flat_background
+from online.analysis.template import mm_template
+from online.stats.feldman_cousins import acceptance_intervals, fc_interval
+from online.stats.fit import deviance, fit_mu_nu2, gaussian_sigma, profile_background, toy_fits
 
 EDGES = np.round(np.arange(0.0, 200.0001, 0.2), 6)
 FIT_EDGES = np.arange(12.0, 61.0, 1.0)
@@ -327,12 +321,12 @@ def test_analyse_with_no_counts_reports_an_error_not_nan():
 
 def _store_run(engine, number, spec: SpectrumInput, on: bool, quality="unchecked"):
     """Store one run's candidate spectrum, exposure and RT counts the way the DAQ does."""
-    from daq.config import Config
-    from daq.records import Category
-    from daq.update import BuildUpdate, ExposureDelta, ReactorChange
-    from online.db.session import session_scope
-    from online.filler import SpectrumFiller
-    from online.runs import create_run, end_run, set_quality
+    from daq.build.increments import BuildUpdate, ExposureDelta, ReactorChange
+    from daq.core.config import Config
+    from daq.core.records import Category
+    from daq.store.filler import SpectrumFiller
+    from daq.store.runs import create_run, end_run, set_quality
+    from daq.store.session import session_scope
 
     config = Config.model_validate({"spectrum": {"bin_width_keV": 0.2, "max_keV": 200.0}})
     with session_scope(engine) as session:
@@ -408,10 +402,10 @@ def test_nudaq_analysis_reads_runs_from_the_database(db_engine, db_url, tmp_path
 def test_live_analysis_appends_history_rows(db_engine):
     from sqlalchemy import select
 
-    from daq.config import Config
-    from online.db.models import AnalysisHistory
-    from online.db.session import session_scope
-    from online.live import record_live_analysis
+    from daq.core.config import Config
+    from daq.store.models import AnalysisHistory
+    from daq.store.session import session_scope
+    from online.analysis.live import record_live_analysis
 
     rng = np.random.default_rng(42)
     _store_run(db_engine, 1, simulate(2900.0, 30.0, 0.0, rng), on=True)

@@ -11,12 +11,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 import daq
-from daq.config import Config
-from daq.errors import RunControlError
-from daq.rawfile import DamagedRegion, RawDamage
-from online.db.models import Base, LogbookEntry, RawFileDamage, Run
-from online.db.session import make_engine, session_scope, upgrade_database
-from online.runs import (
+from daq.core.config import Config
+from daq.core.errors import RunControlError
+from daq.formats.rawfile import DamagedRegion, RawDamage
+from daq.store.models import Base, LogbookEntry, RawFileDamage, Run
+from daq.store.runs import (
     add_logbook,
     add_raw_damage,
     create_run,
@@ -24,6 +23,7 @@ from online.runs import (
     next_run_number,
     set_quality,
 )
+from daq.store.session import make_engine, session_scope, upgrade_database
 
 
 def test_migrations_match_the_models(db_engine):
@@ -44,7 +44,7 @@ def test_sqlite_engine_settings(tmp_path):
 
 def test_parallel_upgrades_are_safe(db_url):
     code = (
-        "import sys; from online.db.session import upgrade_database; upgrade_database(sys.argv[1])"
+        "import sys; from daq.store.session import upgrade_database; upgrade_database(sys.argv[1])"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url]) for _ in range(4)]
     assert [p.wait(timeout=60) for p in procs] == [0] * 4

@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 from sqlalchemy import event, select
 
-from daq.config import Config
-from daq.errors import RunControlError
-from daq.rawfile import RawFileInfo
-from daq.records import CATEGORY_NAMES, Category
-from daq.update import REACTOR_STATES, BuildUpdate, ExposureDelta, ReactorChange, StreamDelta
-from online.db.models import Exposure, RawFile, ReactorInterval, Run, SpectrumBin, StreamStat
-from online.db.session import session_scope
-from online.filler import SpectrumFiller
-from online.runs import create_run
+from daq.build.increments import (
+    REACTOR_STATES,
+    BuildUpdate,
+    ExposureDelta,
+    ReactorChange,
+    StreamDelta,
+)
+from daq.core.config import Config
+from daq.core.errors import RunControlError
+from daq.core.records import CATEGORY_NAMES, Category
+from daq.formats.rawfile import RawFileInfo
+from daq.store.filler import SpectrumFiller
+from daq.store.models import Exposure, RawFile, ReactorInterval, Run, SpectrumBin, StreamStat
+from daq.store.runs import create_run
+from daq.store.session import session_scope
 
 N_BINS = 300
 CATEGORIES = [CATEGORY_NAMES[c] for c in Category]

@@ -1,7 +1,7 @@
 """A live ``nudaq up --sim`` writes analysis-history rows at the configured interval.
 
 The whole system through real processes (simulated hardware at 20x speed); the monitor calls
-online.live.record_live_analysis every ``analysis.interval_s`` (2 s here, from a TOML file)
+online.analysis.live.record_live_analysis every ``analysis.interval_s`` (2 s here, from a TOML file)
 while the run is going. The monitor looks once per second, so rows come 2 to 3 s apart.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from online.db.models import AnalysisHistory
-from online.db.session import make_engine, session_scope
+from daq.store.models import AnalysisHistory
+from daq.store.session import make_engine, session_scope
 from tests.processes import stop_up
 
 pytestmark = pytest.mark.slow

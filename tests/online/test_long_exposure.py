@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import func, select
 
 from daq.cli import main
-from daq.config import Config, parse_config
+from daq.core.config import Config, parse_config
+from daq.store.models import Exposure, Run, SpectrumBin
+from daq.store.session import make_engine, session_scope, upgrade_database
+from daq.store.spectra import select_runs
 from hardware_sim.fastsim import generate_runs
-from online.analysis_db import state_inputs
-from online.db.models import Exposure, Run, SpectrumBin
-from online.db.session import make_engine, session_scope, upgrade_database
-from online.spectra import select_runs
+from online.analysis.inputs import state_inputs
 
 DAY_S = 86400.0
 

@@ -26,9 +26,9 @@ import pytest
 from scipy.stats import norm
 
 from daq.cli import main
-from daq.config import Config
-from online.feldman_cousins import fc_upper_limit
+from daq.core.config import Config
 from online.physics import fwhm_keV
+from online.stats.feldman_cousins import fc_upper_limit
 
 HOURS = 1000
 MU_NU_MUB = 1e-9

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from daq.config import Config
-from daq.errors import AnalysisError
-from daq.records import CATEGORY_NAMES, Category
-from daq.update import REACTOR_STATES, BuildUpdate, ExposureDelta, ReactorChange, StreamDelta
-from online.db.session import session_scope
-from online.filler import SpectrumFiller
-from online.runs import create_run, set_quality
-from online.spectra import (
-    load_exposure,
-    load_spectrum,
-    parse_run_spec,
-    run_summary,
-    select_runs,
+from daq.build.increments import (
+    REACTOR_STATES,
+    BuildUpdate,
+    ExposureDelta,
+    ReactorChange,
+    StreamDelta,
 )
+from daq.core.config import Config
+from daq.core.errors import AnalysisError
+from daq.core.records import CATEGORY_NAMES, Category
+from daq.store.filler import SpectrumFiller
+from daq.store.runs import create_run, set_quality
+from daq.store.session import session_scope
+from daq.store.spectra import load_exposure, load_spectrum, parse_run_spec, run_summary, select_runs
 
 CONFIG = Config(spectrum={"bin_width_keV": 0.5, "max_keV": 200.0})
 N_BINS = CONFIG.spectrum.n_bins

@@ -1,5 +1,6 @@
 """The web API through FastAPI's TestClient, against a database filled here and a real run
-control (daq.runcontrol.RunControl serving its ZeroMQ socket in a thread, no DAQ processes)."""
+control (daq.control.runcontrol.RunControl serving its ZeroMQ socket in a thread, no DAQ
+processes)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from daq.config import Config
-from online.db.models import (
+from daq.core.config import Config
+from daq.store.models import (
     Alarm,
     AnalysisHistory,
     Exposure,
@@ -23,8 +24,8 @@ from online.db.models import (
     SlowControlReading,
     SpectrumBin,
 )
-from online.db.session import session_scope
-from online.runs import add_logbook, create_run, end_run, set_quality
+from daq.store.runs import add_logbook, create_run, end_run, set_quality
+from daq.store.session import session_scope
 from online.web.app import create_app
 from online.web.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 

@@ -1,0 +1,1 @@
+"""Event building: batches in, tagged events and storage increments out (no I/O)."""

@@ -1,0 +1,501 @@
+"""The event builder's core: batches in, tagged HPGe events and storage increments out.
+
+No I/O: the live builder process, the replay and the fast simulation all feed batches
+(daq.formats.wire.Batch) to one ``EventBuilder`` and store the ``BuildUpdate``s it returns.
+
+Ordering. Each stream's batches are applied strictly in sequence order (seq 0 is the
+begin-of-run message, whose watermark is the stream's start time; the end-of-run message makes
+the stream complete forever). A stream is complete below its watermark, so an HPGe pulse at t
+can be built once every window around it is complete. The *horizon*
+
+    H = min(wm_hpge, wm_acv - ac_window_ns, wm_crv - crv_post_ns, wm_reactor)
+
+(over the expected streams) is the time below which every HPGe pulse is built. Nothing built
+depends on when a batch arrived, only on its content: the sum of the updates is the same for
+any arrival order, so a live run and its replay give bit-identical spectra and exposure.
+
+Tags of an HPGe pulse at t (daq.core.records): AC if an AC pulse with adc >= ac_threshold_adc lies
+in [t - ac_window_ns, t + ac_window_ns]; CRV if a CRV pulse with adc >= crv_threshold_adc lies
+in [t - crv_pre_ns, t + crv_post_ns]; RT if the ADC flagged a random trigger; REACTOR_ON from
+the last reactor reading at or before t (the first reading if none came before t).
+
+Exposure. The HPGe stream's time from its start to its stop is split at reactor changes into
+elapsed ns per reactor state, counted as the horizon passes it. HPGe dead time of a batch goes
+to the reactor state just before that batch's watermark.
+
+Memory stays flat: built HPGe pulses are dropped, and so are veto pulses that no later HPGe
+pulse can reach (older than H minus their window's reach into the past).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daq.build.increments import REACTOR_STATES, BuildUpdate, ReactorChange, StreamDelta
+from daq.core.config import Config
+from daq.core.records import (
+    EVENT_DTYPE,
+    FLAG_REACTOR_ON,
+    FLAG_RT,
+    PULSE_DTYPE,
+    STREAM_NAMES,
+    TAG_AC,
+    TAG_CRV,
+    TAG_REACTOR_ON,
+    TAG_RT,
+    Stream,
+)
+from daq.formats.wire import KIND_BOR, KIND_EOR, Batch
+from daq.kernels.arrays import is_sorted, times_at_least
+from daq.kernels.histogram import calibrate, fill_histogram
+from daq.kernels.tagging import set_tag, tag_window
+
+log = logging.getLogger(__name__)
+
+INF_NS = 2**62
+"""Beyond any clock value: the watermark of an ended stream."""
+DEFAULT_STREAMS = (Stream.HPGE, Stream.ACV, Stream.CRV, Stream.REACTOR)
+MAX_PENDING_BATCHES = 1000
+"""Out-of-order batches held per stream; beyond, the oldest sequence gap is declared missing
+(a batch the builder rejected, e.g. corrupted, would otherwise stall the run until its end)."""
+
+
+def _stream_name(stream: int) -> str:
+    try:
+        return STREAM_NAMES[Stream(stream)]
+    except ValueError:
+        return f"stream{stream}"
+
+
+@dataclass
+class _StreamState:
+    """Ordering and buffering of one expected stream."""
+
+    stream: Stream
+    next_seq: int = 0
+    pending: dict[int, Batch] = field(default_factory=dict)
+    eor_seq: int | None = None
+    complete_ns: int = -INF_NS
+    last_t_ns: int = -INF_NS
+    start_ns: int | None = None
+    stop_ns: int | None = None
+    ended: bool = False
+    chunks: list[np.ndarray] = field(default_factory=list)
+    delta: StreamDelta = field(default_factory=StreamDelta)
+
+    @property
+    def watermark_ns(self) -> int:
+        """Complete below this time (ns); +infinity once ended."""
+        return INF_NS if self.ended else self.complete_ns
+
+    def buffer(self) -> np.ndarray:
+        """The buffered records as one array (merged in place)."""
+        if len(self.chunks) != 1:
+            self.chunks = [np.concatenate(self.chunks)] if self.chunks else []
+        return self.chunks[0] if self.chunks else np.zeros(0, self._dtype())
+
+    def keep_from(self, index: int) -> None:
+        """Drop the buffered records before ``index``."""
+        self.chunks = [self.buffer()[index:]]
+
+    def _dtype(self) -> np.dtype:
+        return np.dtype(np.int64) if self.stream in (Stream.ACV, Stream.CRV) else PULSE_DTYPE
+
+
+class EventBuilder:
+    """Orders batches per stream, tags HPGe pulses, fills spectra and counts exposure.
+
+    ``streams`` are the streams expected in this run (HPGe is required); ``reactor_on`` is the
+    fixed reactor state when REACTOR is not expected (and the fallback if the reactor stream
+    ends without a single reading); ``max_pending`` is how many out-of-order batches a stream
+    may hold before its oldest sequence gap is declared missing.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run: int,
+        streams: tuple[Stream, ...] = DEFAULT_STREAMS,
+        reactor_on: bool | None = None,
+        max_pending: int = MAX_PENDING_BATCHES,
+    ) -> None:
+        streams = tuple(Stream(s) for s in streams)
+        if Stream.HPGE not in streams:
+            raise ValueError("the HPGe stream must be among the expected streams")
+        if Stream.REACTOR not in streams and reactor_on is None:
+            raise ValueError("reactor_on is needed when the reactor stream is not expected")
+        self.config = config
+        self.run = run
+        self.max_pending = max_pending
+        b = config.builder
+        self._ac_window_ns = b.ac_window_ns
+        self._crv_pre_ns = b.crv_pre_ns
+        self._crv_post_ns = b.crv_post_ns
+        self._ac_threshold = b.ac_threshold_adc
+        self._crv_threshold = b.crv_threshold_adc
+        self._gain = np.asarray(config.calibration.gain_keV_per_adc, dtype=np.float64)
+        self._offset = np.asarray(config.calibration.offset_keV, dtype=np.float64)
+        self._bin_width_keV = config.spectrum.bin_width_keV
+        self.n_bins = config.spectrum.n_bins
+        self._streams = {s: _StreamState(s) for s in streams}
+        self._fixed_on = bool(reactor_on)
+        self._horizon = -INF_NS
+        self._exposed_ns: int | None = None
+        self._state_on: bool | None = None
+        self._dead_wm: list[int] = []
+        self._dead_ns: list[int] = []
+        self._other: dict[str, StreamDelta] = {}
+        self._total = BuildUpdate.empty(self.n_bins)
+        self._complete_ns: dict[str, int] = {}
+        self._uncalibrated = 0
+        self._no_eor: list[str] = []
+        self._finished = False
+
+    # -- batches in ---------------------------------------------------------------------------
+    def add(self, batch: Batch) -> None:
+        """Accept one batch: applied now if contiguous, held if it arrived early, else rejected."""
+        st = self._streams.get(batch.stream)
+        reason = self._invalid(batch, st)
+        if reason:
+            self._reject(batch, reason)
+            return
+        st.pending[batch.seq] = batch
+        if batch.kind == KIND_EOR:
+            st.eor_seq = batch.seq
+        self._apply_contiguous(st)
+        while len(st.pending) > self.max_pending:
+            self._skip_gap(st)
+
+    def _invalid(self, batch: Batch, st: _StreamState | None) -> str:
+        if st is None:
+            return "stream not expected in this run"
+        if self._finished:
+            return "arrived after the run was finished"
+        if batch.run != self.run:
+            return f"belongs to run {batch.run}"
+        if (batch.seq == 0) != (batch.kind == KIND_BOR):
+            return f"kind {batch.kind} with seq {batch.seq} (seq 0 is the begin-of-run)"
+        if batch.seq < st.next_seq or batch.seq in st.pending:
+            return "duplicate sequence number"
+        if st.eor_seq is not None and batch.seq > st.eor_seq:
+            return f"after the end-of-run (seq {st.eor_seq})"
+        if batch.pulses.dtype != PULSE_DTYPE:
+            return f"pulses of dtype {batch.pulses.dtype}"
+        t = batch.pulses["t_ns"]
+        if len(t) > 1 and not is_sorted(t):
+            return "pulses not time-ordered"
+        return ""
+
+    def _reject(self, batch: Batch, reason: str) -> None:
+        name = _stream_name(batch.stream)
+        st = self._streams.get(batch.stream)
+        delta = st.delta if st is not None else self._other.setdefault(name, StreamDelta())
+        delta.rejected_messages += 1
+        log.warning("run %d: rejected %s batch seq %d: %s", self.run, name, batch.seq, reason)
+
+    def _apply_contiguous(self, st: _StreamState) -> None:
+        while st.next_seq in st.pending:
+            self._apply(st, st.pending.pop(st.next_seq))
+            st.next_seq += 1
+
+    def _skip_gap(self, st: _StreamState) -> None:
+        first = min(st.pending)
+        missing = first - st.next_seq
+        st.delta.missing_batches += missing
+        log.warning(
+            "run %d: %s batches %d..%d missing",
+            self.run,
+            STREAM_NAMES[st.stream],
+            st.next_seq,
+            first - 1,
+        )
+        st.next_seq = first
+        self._apply_contiguous(st)
+
+    def _apply(self, st: _StreamState, batch: Batch) -> None:
+        pulses = batch.pulses
+        t = pulses["t_ns"]
+        if st.ended:
+            self._reject(batch, "stream already ended")
+            return
+        if batch.watermark_ns < st.complete_ns:
+            self._reject(batch, f"watermark {batch.watermark_ns} behind {st.complete_ns}")
+            return
+        if len(t) and t[0] < max(st.complete_ns, st.last_t_ns):
+            self._reject(batch, f"pulse at {t[0]} ns where the stream was already complete")
+            return
+        if st.start_ns is None:
+            st.start_ns = batch.watermark_ns if batch.kind == KIND_BOR or not len(t) else int(t[0])
+        st.complete_ns = batch.watermark_ns
+        if len(t):
+            st.last_t_ns = int(t[-1])
+        if batch.kind == KIND_EOR:
+            st.stop_ns = batch.watermark_ns
+            st.ended = True
+        d = st.delta
+        d.pulses += len(pulses)
+        d.dropped += batch.dropped
+        d.lost_frames += batch.lost_frames
+        d.dead_ns += batch.dead_ns
+        if st.stream == Stream.HPGE and batch.dead_ns:
+            self._dead_wm.append(batch.watermark_ns)
+            self._dead_ns.append(batch.dead_ns)
+        if not len(pulses):
+            return
+        if st.stream == Stream.ACV:
+            st.chunks.append(times_at_least(t, pulses["adc"], self._ac_threshold))
+        elif st.stream == Stream.CRV:
+            st.chunks.append(times_at_least(t, pulses["adc"], self._crv_threshold))
+        else:
+            st.chunks.append(pulses)
+
+    # -- building -----------------------------------------------------------------------------
+    def _limit(self) -> int:
+        """The horizon allowed by the watermarks now (ns)."""
+        reach = {Stream.ACV: self._ac_window_ns, Stream.CRV: self._crv_post_ns}
+        limit = min(st.watermark_ns - reach.get(s, 0) for s, st in self._streams.items())
+        reactor = self._streams.get(Stream.REACTOR)
+        if reactor is not None and not reactor.ended and not len(reactor.buffer()):
+            # the state before the first reading is that reading's: wait for it
+            return -INF_NS
+        return limit
+
+    def advance(self) -> BuildUpdate:
+        """Build every HPGe pulse below the new horizon; the increments since the last call."""
+        update = BuildUpdate.empty(self.n_bins)
+        horizon = max(self._horizon, self._limit())
+        if horizon > self._horizon:
+            self._build(horizon, update)
+            self._horizon = horizon
+        for st in self._streams.values():
+            self._complete_ns[STREAM_NAMES[st.stream]] = st.complete_ns
+            if st.delta != StreamDelta():
+                update.streams[STREAM_NAMES[st.stream]] = st.delta
+                st.delta = StreamDelta()
+        for name, delta in self._other.items():
+            update.streams[name] = delta
+        self._other = {}
+        self._total.merge(update)
+        return update
+
+    def finish(self) -> BuildUpdate:
+        """Build everything left (after all end-of-runs, or on a forced end).
+
+        Sequence gaps still open count as missing batches, and the batches after them are
+        applied; a stream without end-of-run ends at its last watermark.
+        """
+        for st in self._streams.values():
+            while st.pending:
+                self._skip_gap(st)
+            if not st.ended:
+                name = STREAM_NAMES[st.stream]
+                log.warning("run %d: %s ended without end-of-run", self.run, name)
+                self._no_eor.append(name)
+                st.ended = True
+                st.stop_ns = st.complete_ns if st.start_ns is not None else None
+        update = self.advance()
+        self._finished = True
+        return update
+
+    def _build(self, horizon: int, update: BuildUpdate) -> None:
+        hpge = self._streams[Stream.HPGE]
+        ge = hpge.buffer()
+        n = int(np.searchsorted(ge["t_ns"], horizon, side="left"))
+        hpge.keep_from(n)
+        ge = ge[:n]
+        t = np.ascontiguousarray(ge["t_ns"])
+        tags = np.zeros(n, dtype=np.uint8)
+        if Stream.ACV in self._streams:
+            ac_t = self._streams[Stream.ACV].buffer()
+            set_tag(tags, tag_window(t, ac_t, self._ac_window_ns, self._ac_window_ns), TAG_AC)
+        if Stream.CRV in self._streams:
+            crv_t = self._streams[Stream.CRV].buffer()
+            set_tag(tags, tag_window(t, crv_t, self._crv_pre_ns, self._crv_post_ns), TAG_CRV)
+        set_tag(tags, (ge["flags"] & FLAG_RT) != 0, TAG_RT)
+        on = self._on_at(t)
+        set_tag(tags, on, TAG_REACTOR_ON)
+        energy, bad = calibrate(
+            np.ascontiguousarray(ge["adc"]),
+            np.ascontiguousarray(ge["channel"]),
+            self._gain,
+            self._offset,
+        )
+        if bad:
+            if not self._uncalibrated:
+                log.warning("run %d: HPGe pulses from channels without calibration", self.run)
+            self._uncalibrated += bad
+        fill_histogram(update.hist, energy, tags, self._bin_width_keV)
+        events = np.empty(n, dtype=EVENT_DTYPE)
+        for name in PULSE_DTYPE.names:
+            events[name] = ge[name]
+        events["energy_keV"] = energy
+        events["tags"] = tags
+        update.events = events
+        self._count_events(tags, on, update)
+        self._expose(horizon, update)
+        self._attribute_dead(horizon, update)
+        self._trim(horizon)
+
+    def _count_events(self, tags: np.ndarray, on: np.ndarray, update: BuildUpdate) -> None:
+        ac = (tags & TAG_AC) != 0
+        crv = (tags & TAG_CRV) != 0
+        rt = (tags & TAG_RT) != 0
+        for state_on, state in enumerate(REACTOR_STATES):
+            here = on == bool(state_on)
+            r = here & rt
+            p = here & ~rt
+            ex = update.exposure[state]
+            ex.rt_events += int(np.count_nonzero(r))
+            ex.rt_ac += int(np.count_nonzero(r & ac))
+            ex.rt_crv += int(np.count_nonzero(r & crv))
+            ex.rt_any += int(np.count_nonzero(r & (ac | crv)))
+            ex.events_all += int(np.count_nonzero(p))
+            ex.events_ac += int(np.count_nonzero(p & ac))
+            ex.events_crv += int(np.count_nonzero(p & crv))
+            ex.events_candidate += int(np.count_nonzero(p & ~ac & ~crv))
+
+    # -- reactor state and exposure -----------------------------------------------------------
+    def _readings(self) -> np.ndarray:
+        reactor = self._streams.get(Stream.REACTOR)
+        return reactor.buffer() if reactor is not None else np.zeros(0, PULSE_DTYPE)
+
+    def _reading_index(self, t: np.ndarray) -> np.ndarray:
+        """Index of the last reading at or before each t (the first reading if none)."""
+        idx = np.searchsorted(self._readings()["t_ns"], t, side="right") - 1
+        return np.maximum(idx, 0)
+
+    def _on_at(self, t: np.ndarray) -> np.ndarray:
+        """Reactor ON at each time t (ns)?"""
+        readings = self._readings()
+        if not len(readings):
+            return np.full(len(t), self._fixed_on, dtype=bool)
+        return (readings["flags"][self._reading_index(t)] & FLAG_REACTOR_ON) != 0
+
+    @property
+    def power_MW(self) -> float | None:
+        """Reactor thermal power (MW) of the latest reading received; None before the first."""
+        readings = self._readings()
+        return float(readings["adc"][-1]) / 1000.0 if len(readings) else None
+
+    def _power_MW_at(self, t: int) -> float:
+        readings = self._readings()
+        if not len(readings):
+            return 0.0
+        return float(readings["adc"][self._reading_index(np.array([t]))[0]]) / 1000.0
+
+    def _expose(self, horizon: int, update: BuildUpdate) -> None:
+        """Elapsed HPGe time up to the horizon, split at reactor changes."""
+        hpge = self._streams[Stream.HPGE]
+        if hpge.start_ns is None:
+            return
+        lo = hpge.start_ns if self._exposed_ns is None else self._exposed_ns
+        hi = min(horizon, hpge.stop_ns if hpge.stop_ns is not None else INF_NS)
+        if hi <= lo:
+            return
+        if self._state_on is None:
+            self._state_on = bool(self._on_at(np.array([lo]))[0])
+            update.reactor_changes.append(ReactorChange(lo, self._state_on, self._power_MW_at(lo)))
+        readings = self._readings()
+        rt = readings["t_ns"]
+        inside = readings[(rt >= lo) & (rt < hi)]
+        states = (inside["flags"] & FLAG_REACTOR_ON) != 0
+        changed = states != np.concatenate(([self._state_on], states[:-1]))
+        changes = [
+            ReactorChange(int(r["t_ns"]), bool(on), float(r["adc"]) / 1000.0)
+            for r, on in zip(inside[changed], states[changed], strict=True)
+        ]
+        bounds = [lo, *(c.t_ns for c in changes), hi]
+        segment_on = [self._state_on, *(c.on for c in changes)]
+        for t0, t1, on in zip(bounds[:-1], bounds[1:], segment_on, strict=True):
+            update.exposure[REACTOR_STATES[on]].elapsed_ns += t1 - t0
+        update.reactor_changes.extend(changes)
+        self._state_on = segment_on[-1]
+        self._exposed_ns = hi
+
+    def _attribute_dead(self, horizon: int, update: BuildUpdate) -> None:
+        """HPGe dead time of batches whose watermark the horizon passed."""
+        if not self._dead_wm:
+            return
+        wm = np.array(self._dead_wm, dtype=np.int64)
+        dead = np.array(self._dead_ns, dtype=np.int64)
+        done = wm <= horizon
+        on = self._on_at(wm[done] - 1)
+        for state_on, state in enumerate(REACTOR_STATES):
+            update.exposure[state].dead_ns += int(dead[done][on == bool(state_on)].sum())
+        self._dead_wm = wm[~done].tolist()
+        self._dead_ns = dead[~done].tolist()
+
+    def _trim(self, horizon: int) -> None:
+        """Drop veto pulses and reactor readings no HPGe pulse at or after horizon needs."""
+        reach = {Stream.ACV: self._ac_window_ns, Stream.CRV: self._crv_pre_ns}
+        for s, before_ns in reach.items():
+            st = self._streams.get(s)
+            if st is not None:
+                st.keep_from(int(np.searchsorted(st.buffer(), horizon - before_ns, "left")))
+        reactor = self._streams.get(Stream.REACTOR)
+        if reactor is not None and len(reactor.buffer()):
+            reactor.keep_from(int(self._reading_index(np.array([horizon]))[0]))
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def horizon_ns(self) -> int:
+        """HPGe pulses below this time (ns) are built."""
+        return self._horizon
+
+    @property
+    def exposure_end_ns(self) -> int | None:
+        """The time (ns) up to which exposure has been counted (None before it starts)."""
+        return self._exposed_ns
+
+    @property
+    def eor_received(self) -> bool:
+        """True once the end-of-run of every expected stream arrived."""
+        return all(st.eor_seq is not None for st in self._streams.values())
+
+    @property
+    def buffered(self) -> dict[str, int]:
+        """Records held per stream (pulses not yet built or still reachable by a window)."""
+        return {
+            STREAM_NAMES[s]: len(st.buffer()) + sum(len(b.pulses) for b in st.pending.values())
+            for s, st in self._streams.items()
+        }
+
+    @property
+    def summary(self) -> dict:
+        """Totals so far (as of the last advance), as plain JSON-ready values."""
+        total = self._total
+        ex = list(total.exposure.values())
+
+        def exposure_sum(name: str) -> int:
+            return sum(getattr(e, name) for e in ex)
+
+        return {
+            "run": self.run,
+            "horizon_ns": self._horizon,
+            "reactor_on": self._state_on,
+            "pulses": {name: d.pulses for name, d in total.streams.items()},
+            "complete_ns": dict(self._complete_ns),
+            "lost": {name: d.lost for name, d in total.streams.items()},
+            "dead_ns": {name: d.dead_ns for name, d in total.streams.items()},
+            "missing_batches": sum(d.missing_batches for d in total.streams.values()),
+            "rejected_messages": sum(d.rejected_messages for d in total.streams.values()),
+            "events": {
+                "all": exposure_sum("events_all"),
+                "ac": exposure_sum("events_ac"),
+                "crv": exposure_sum("events_crv"),
+                "candidate": exposure_sum("events_candidate"),
+                "random_trigger": exposure_sum("rt_events"),
+            },
+            "rt": {
+                "ac": exposure_sum("rt_ac"),
+                "crv": exposure_sum("rt_crv"),
+                "any": exposure_sum("rt_any"),
+            },
+            "elapsed_ns": {s: e.elapsed_ns for s, e in total.exposure.items()},
+            "live_ns": {s: e.live_ns for s, e in total.exposure.items()},
+            "uncalibrated": self._uncalibrated,
+            "no_eor": list(self._no_eor),
+        }

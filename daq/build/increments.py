@@ -1,0 +1,117 @@
+"""What the builder hands to storage: histogram, exposure and bookkeeping increments.
+
+The event builder (daq.build.eventbuilder) produces one ``BuildUpdate`` each time its safe horizon
+advances; the spectrum filler (daq.store.filler) sums updates and commits them to SQL in one
+transaction. Every quantity is an integer count or integer nanoseconds, so updates add up
+exactly and a replay reproduces a live run bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from daq.core.records import EVENT_DTYPE, Category
+
+REACTOR_STATES = ("off", "on")
+"""Index 0 = reactor OFF, 1 = reactor ON (first axis of ``BuildUpdate.hist``)."""
+
+
+@dataclass(slots=True)
+class ExposureDelta:
+    """Exposure increment of one reactor state (ns and counts)."""
+
+    elapsed_ns: int = 0
+    dead_ns: int = 0
+    rt_events: int = 0
+    rt_ac: int = 0
+    rt_crv: int = 0
+    rt_any: int = 0
+    events_all: int = 0
+    events_ac: int = 0
+    events_crv: int = 0
+    events_candidate: int = 0
+
+    @property
+    def live_ns(self) -> int:
+        """Live time (ns): elapsed minus dead."""
+        return self.elapsed_ns - self.dead_ns
+
+    def add(self, other: ExposureDelta) -> None:
+        """Accumulate another increment in place."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(slots=True)
+class StreamDelta:
+    """Bookkeeping increment of one stream: what arrived and what is known lost."""
+
+    pulses: int = 0
+    dropped: int = 0
+    lost_frames: int = 0
+    missing_batches: int = 0
+    rejected_messages: int = 0
+    dead_ns: int = 0
+
+    @property
+    def lost(self) -> int:
+        """Pulses and frames known lost (a lost frame's pulse count is unknown: counted once)."""
+        return self.dropped + self.lost_frames + self.missing_batches
+
+    def add(self, other: StreamDelta) -> None:
+        """Accumulate another increment in place."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(slots=True)
+class ReactorChange:
+    """The reactor state changed at ``t_ns`` on the DAQ clock."""
+
+    t_ns: int
+    on: bool
+    power_MW: float
+
+
+def empty_hist(n_bins: int) -> np.ndarray:
+    """Zeroed histogram increments, shape (reactor state, category, energy bin)."""
+    return np.zeros((len(REACTOR_STATES), len(Category), n_bins), dtype=np.int64)
+
+
+@dataclass
+class BuildUpdate:
+    """Everything the builder learned since the previous update."""
+
+    hist: np.ndarray
+    exposure: dict[str, ExposureDelta] = field(
+        default_factory=lambda: {s: ExposureDelta() for s in REACTOR_STATES}
+    )
+    streams: dict[str, StreamDelta] = field(default_factory=dict)
+    reactor_changes: list[ReactorChange] = field(default_factory=list)
+    events: np.ndarray = field(default_factory=lambda: np.zeros(0, EVENT_DTYPE))
+
+    @classmethod
+    def empty(cls, n_bins: int) -> BuildUpdate:
+        """An update that changes nothing."""
+        return cls(hist=empty_hist(n_bins))
+
+    def merge(self, other: BuildUpdate) -> None:
+        """Accumulate a later update into this one (events are not kept: they go to disk)."""
+        self.hist += other.hist
+        for state, delta in other.exposure.items():
+            self.exposure[state].add(delta)
+        for name, delta in other.streams.items():
+            self.streams.setdefault(name, StreamDelta()).add(delta)
+        self.reactor_changes.extend(other.reactor_changes)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when committing it would change nothing."""
+        return (
+            not self.hist.any()
+            and all(d == ExposureDelta() for d in self.exposure.values())
+            and all(d == StreamDelta() for d in self.streams.values())
+            and not self.reactor_changes
+        )

@@ -1,0 +1,1 @@
+"""Run control and supervision: the run state machine, transitions, process supervision."""

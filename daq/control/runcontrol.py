@@ -1,0 +1,267 @@
+"""Run control: the state machine served over ZeroMQ, delivering transitions to every process.
+
+Requests arrive on a REP socket (``network.run_control``) as JSON ``{"cmd": ...}``:
+``status``, ``start`` (optional ``comment``), ``stop``, ``shutdown``; every reply is
+``{"ok": bool, "error": str, ...}``. Transitions go to the processes over the ROUTER of
+daq.control.transitions, in a fixed order: at begin the builder first, then slow control,
+the vetoes and last the HPGe ADC (so every veto is live before the first HPGe pulse); at
+end the reverse.
+The builder's end-of-run acknowledgement carries the run summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from daq.control.runstate import RunState, RunStateMachine
+from daq.core.config import Config
+from daq.core.errors import RunControlError
+
+log = logging.getLogger(__name__)
+
+BEGIN_ORDER = ("builder", "slowcontrol", "readout-crv", "readout-acv", "readout-hpge")
+"""Processes that take part in a run, in the order they hear begin-of-run."""
+ACK_TIMEOUT_S = 20.0
+END_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ProcessInfo:
+    """A process that said hello on the transition channel."""
+
+    name: str
+    pid: int
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+class RunControl:
+    """The state machine plus the sockets to the processes and to its clients."""
+
+    def __init__(self, config: Config, data_dir: Path, engine, ctx: zmq.Context | None = None):
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.engine = engine
+        self.ctx = ctx or zmq.Context.instance()
+        self.machine = RunStateMachine()
+        self.processes: dict[str, ProcessInfo] = {}
+        self.participants = BEGIN_ORDER
+        self.run_started: float | None = None
+        self.last_summary: dict | None = None
+        self.error = ""
+        self._next_id = 1
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.bind(config.endpoint("transitions", data_dir))
+        self.rep = self.ctx.socket(zmq.REP)
+        self.rep.setsockopt(zmq.LINGER, 0)
+        self.rep.bind(config.endpoint("run_control", data_dir))
+        self.monitor = self.ctx.socket(zmq.SUB)
+        self.monitor.setsockopt(zmq.SUBSCRIBE, b"")
+        self.monitor.setsockopt(zmq.LINGER, 0)
+        self.monitor.connect(config.endpoint("monitor", data_dir))
+        self.snapshot: dict = {}
+
+    # -- the transition channel -------------------------------------------------------------
+    def _handle_process_message(self, identity: bytes, message: dict) -> dict | None:
+        name = identity.decode()
+        if message.get("type") == "hello":
+            self.processes[name] = ProcessInfo(name, int(message.get("pid", 0)))
+            log.info("process %s (pid %s) joined", name, message.get("pid"))
+            return None
+        if name in self.processes:
+            self.processes[name].last_seen = time.monotonic()
+        return message
+
+    def pump(self, timeout_ms: int = 0) -> list[dict]:
+        """Read whatever processes sent; returns acknowledgements (hellos are absorbed)."""
+        acks = []
+        while self.router.poll(timeout_ms, zmq.POLLIN):
+            identity, payload = self.router.recv_multipart()
+            message = self._handle_process_message(identity, json.loads(payload))
+            if message is not None:
+                acks.append(message)
+            timeout_ms = 0
+        while self.monitor.poll(0, zmq.POLLIN):
+            self.snapshot = json.loads(self.monitor.recv())
+        return acks
+
+    def wait_for_processes(self, names, timeout_s: float, alive=lambda: None) -> None:
+        """Block until every named process said hello; ``alive`` raises if one died."""
+        deadline = time.monotonic() + timeout_s
+        while missing := [n for n in names if n not in self.processes]:
+            alive()
+            if time.monotonic() > deadline:
+                raise RunControlError(
+                    f"processes did not report within {timeout_s:.0f} s: {', '.join(missing)}"
+                )
+            self.pump(100)
+
+    def transition(self, name: str, kind: str, timeout_s: float, alive=lambda: None, **fields):
+        """Send one transition to one process and wait for its acknowledgement."""
+        if name not in self.processes:
+            raise RunControlError(f"process {name} is not connected")
+        message_id = self._next_id
+        self._next_id += 1
+        message = {"type": kind, "id": message_id, **fields}
+        try:
+            self.router.send_multipart([name.encode(), json.dumps(message).encode()])
+        except zmq.ZMQError as err:
+            raise RunControlError(f"cannot reach process {name}: {err}") from None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            alive()
+            for ack in self.pump(100):
+                if ack.get("id") == message_id:
+                    if not ack.get("ok", False):
+                        raise RunControlError(f"{name} refused {kind}: {ack.get('error')}")
+                    return ack.get("info", {})
+                log.warning("unexpected message from a process: %s", ack)
+        raise RunControlError(f"{name} did not acknowledge {kind} within {timeout_s:.0f} s")
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, comment: str = "", alive=lambda: None) -> int:
+        """Begin a new run on every participant; returns its number."""
+        from daq.store.runs import add_logbook, create_run, next_run_number
+        from daq.store.session import session_scope
+
+        self.machine.apply("start")
+        with session_scope(self.engine) as session:
+            number = next_run_number(session)
+            create_run(session, number, self.config, comment=comment, simulated=True)
+            add_logbook(
+                session,
+                "run control",
+                f"run {number} started. {comment}".strip(),
+                run_number=number,
+                automatic=True,
+            )
+        self.machine.run = number
+        self.run_started = time.time()
+        self.last_summary = None
+        try:
+            for name in self.participants:
+                self.transition(name, "begin", ACK_TIMEOUT_S, alive, run=number)
+        except RunControlError as err:
+            self.fail(str(err))
+            raise
+        log.info("run %d started", number)
+        return number
+
+    def stop_run(self, alive=lambda: None) -> dict:
+        """End the current run on every participant; returns the builder's run summary."""
+        from daq.store.runs import add_logbook, end_run
+        from daq.store.session import session_scope
+
+        self.machine.apply("stop")
+        number = self.machine.run
+        summary: dict = {}
+        try:
+            for name in reversed(self.participants):
+                info = self.transition(name, "end", END_TIMEOUT_S, alive, run=number)
+                if name == "builder":
+                    summary = info
+        except RunControlError as err:
+            self.fail(str(err))
+            raise
+        with session_scope(self.engine) as session:
+            end_run(session, number)
+            add_logbook(
+                session, "run control", f"run {number} stopped", run_number=number, automatic=True
+            )
+        self.machine.apply("stopped")
+        self.last_summary = summary
+        log.info("run %d stopped: %s", number, summary)
+        return summary
+
+    def fail(self, reason: str) -> None:
+        """Enter the error state, mark the open run as failed, and remember why."""
+        from daq.store.runs import add_logbook, end_run
+        from daq.store.session import session_scope
+
+        self.error = reason
+        number = self.machine.run if self.machine.state is not RunState.IDLE else None
+        self.machine.apply("fail")
+        log.error("run control error: %s", reason)
+        if number is not None:
+            with session_scope(self.engine) as session:
+                end_run(session, number, state="error", error=reason)
+                add_logbook(
+                    session,
+                    "run control",
+                    f"run {number} failed: {reason}",
+                    run_number=number,
+                    automatic=True,
+                )
+
+    def status(self) -> dict:
+        """Everything a shifter's status view shows."""
+        running = self.machine.state in (RunState.RUNNING, RunState.STOPPING)
+        return {
+            "state": self.machine.state.value,
+            "run": self.machine.run,
+            "elapsed_s": time.time() - self.run_started if running and self.run_started else 0,
+            "processes": sorted(self.processes),
+            "error": self.error,
+            "monitor": self.snapshot,
+            "last_summary": self.last_summary,
+        }
+
+    # -- client requests ----------------------------------------------------------------------
+    def serve_request(self, alive=lambda: None) -> str | None:
+        """Answer one pending client request, if any; returns the command served."""
+        if not self.rep.poll(0, zmq.POLLIN):
+            return None
+        try:
+            request = json.loads(self.rep.recv())
+            command = request.get("cmd")
+        except (ValueError, AttributeError):
+            self.rep.send_json({"ok": False, "error": "request is not a JSON object"})
+            return None
+        try:
+            if command == "status":
+                reply = self.status()
+            elif command == "start":
+                reply = {"run": self.start_run(str(request.get("comment", "")), alive)}
+            elif command == "stop":
+                reply = {"summary": self.stop_run(alive)}
+            elif command == "shutdown":
+                reply = {}
+            else:
+                raise RunControlError(f"unknown command {command!r}")
+            self.rep.send_json({"ok": True, "error": "", **reply})
+        except RunControlError as err:
+            self.rep.send_json({"ok": False, "error": str(err)})
+        return command
+
+    def close(self) -> None:
+        """Close every socket."""
+        for sock in (self.router, self.rep, self.monitor):
+            sock.close(0)
+
+
+def request(config: Config, data_dir: Path, command: str, timeout_s: float = 90.0, **fields):
+    """Send one command to a running run control and return its reply."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(config.endpoint("run_control", data_dir))
+    try:
+        sock.send_json({"cmd": command, **fields})
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            raise RunControlError(
+                f"no answer from run control at {config.endpoint('run_control', data_dir)}"
+                " (is `nudaq up` running with this data directory?)"
+            )
+        reply = sock.recv_json()
+    finally:
+        sock.close(0)
+    if not reply.get("ok"):
+        raise RunControlError(reply.get("error") or "run control refused")
+    return reply

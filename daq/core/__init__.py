@@ -1,0 +1,1 @@
+"""Core of nudaq: record layouts, units, errors, configuration, plugin registry."""

@@ -1,0 +1,109 @@
+"""ZeroMQ message layout of the data path: a header frame and a raw numpy buffer frame.
+
+Every data message is a two-part ZeroMQ message ``[header, payload]``; the payload is the
+pulse array's buffer (``PULSE_DTYPE`` records), sent with ``copy=False`` and received with
+``np.frombuffer``: no pickling, no per-pulse work. Header, little-endian (48 bytes)::
+
+    offset size field
+    0      2    magic b"NQ"
+    2      1    version (1)
+    3      1    kind: 1 DATA, 2 BOR (begin of run), 3 EOR (end of run)
+    4      1    stream id (daq.core.records.Stream)
+    5      3    reserved (0)
+    8      4    run number
+    12     4    n: number of pulse records in the payload
+    16     8    seq: per-stream sequence number, 0 for the BOR message, +1 per message
+    24     8    watermark (ns): the stream is complete for t_ns < watermark
+                (BOR: the front-end's start time; EOR: its stop time)
+    32     8    dead time (ns) of this stream since the previous message
+    40     4    pulses dropped by the readout since the previous message (buffer overflow)
+    44     4    frames lost by the readout since the previous message (CRC, gaps, noise)
+
+A DATA message with n = 0 is a heartbeat: it only advances the watermark.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from daq.core.errors import WireError
+from daq.core.records import PULSE_DTYPE, Stream
+
+MAGIC = b"NQ"
+VERSION = 1
+KIND_DATA = 1
+KIND_BOR = 2
+KIND_EOR = 3
+KIND_NAMES = {KIND_DATA: "data", KIND_BOR: "bor", KIND_EOR: "eor"}
+HEADER = struct.Struct("<2sBBB3xIIQqqII")
+assert HEADER.size == 48
+
+
+@dataclass(slots=True)
+class Batch:
+    """One data-path message: header fields and the pulses it carries."""
+
+    kind: int
+    stream: int
+    run: int
+    seq: int
+    watermark_ns: int
+    pulses: np.ndarray
+    dead_ns: int = 0
+    dropped: int = 0
+    lost_frames: int = 0
+
+    def header(self) -> bytes:
+        """The packed header frame."""
+        return HEADER.pack(
+            MAGIC,
+            VERSION,
+            self.kind,
+            self.stream,
+            self.run,
+            len(self.pulses),
+            self.seq,
+            self.watermark_ns,
+            self.dead_ns,
+            self.dropped,
+            self.lost_frames,
+        )
+
+    def frames(self) -> list:
+        """The two ZeroMQ frames: header and the pulses' buffer (zero-copy)."""
+        return [self.header(), memoryview(np.ascontiguousarray(self.pulses, PULSE_DTYPE))]
+
+
+def send_batch(socket, batch: Batch, flags: int = 0) -> None:
+    """Send a batch on a ZeroMQ socket (zero-copy payload)."""
+    socket.send_multipart(batch.frames(), flags=flags, copy=False)
+
+
+def decode(parts: list) -> Batch:
+    """Batch from received ZeroMQ frames; raises WireError naming what is malformed."""
+    if len(parts) != 2:
+        raise WireError(f"expected 2 message parts (header, payload), got {len(parts)}")
+    header, payload = (memoryview(p.buffer if hasattr(p, "buffer") else p) for p in parts)
+    if header.nbytes != HEADER.size:
+        raise WireError(f"header is {header.nbytes} bytes, expected {HEADER.size}")
+    magic, version, kind, stream, run, n, seq, watermark, dead, dropped, lost = HEADER.unpack(
+        header
+    )
+    if magic != MAGIC:
+        raise WireError(f"bad magic {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise WireError(f"unsupported wire version {version}")
+    if kind not in KIND_NAMES:
+        raise WireError(f"unknown message kind {kind}")
+    if stream not in Stream._value2member_map_:
+        raise WireError(f"unknown stream id {stream}")
+    if payload.nbytes != n * PULSE_DTYPE.itemsize:
+        raise WireError(
+            f"stream {Stream(stream).name.lower()} seq {seq}: payload is {payload.nbytes} bytes,"
+            f" header says {n} records of {PULSE_DTYPE.itemsize}"
+        )
+    pulses = np.frombuffer(payload, dtype=PULSE_DTYPE)
+    return Batch(kind, stream, run, seq, watermark, pulses, dead, dropped, lost)

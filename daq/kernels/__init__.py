@@ -1,0 +1,1 @@
+"""Pure numba kernels of the event builder: tagging, histogram filling, array selection."""

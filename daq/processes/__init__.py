@@ -1,0 +1,1 @@
+"""The OS processes of nudaq (thin mains) and what they share."""

@@ -1,0 +1,467 @@
+"""The builder process: PULL batches, build events, record raw files, fill SQL, publish stats.
+
+``python -m daq.processes.builder --config FILE --data-dir DIR --db URL``
+
+Sockets (endpoints from the configuration):
+
+- PULL bound at ``network.builder_data``: the readouts' and slow control's batches. Its
+  receive queue is kept short, so a builder that falls behind pushes back on the readouts
+  (which count what their own buffers drop). The socket is read only while a run is open:
+  batches sent before the begin-of-run wait in ZeroMQ instead of being lost.
+- DEALER to run control (daq.control.transitions) for the transitions.
+- PUB bound at ``network.monitor``: one JSON snapshot about once per wall second (run,
+  state, pulses, rates, lost, dead time, horizon, reactor state, events per category).
+
+Transitions: ``begin`` {"run": N} opens the run's raw files (``data_dir/raw/runNNNNNN``),
+its spectrum filler and an EventBuilder, and acknowledges. Optional fields: ``streams``
+(names of the streams expected, default hpge, acv, crv, reactor) and ``reactor`` ("on" or
+"off": the fixed state when the reactor stream is not expected). ``end`` waits until the
+end-of-run of every expected stream arrived (at most END_WAIT_S, then ends anyway and says so
+in the summary), builds what is left, commits, closes the raw files and acknowledges with the
+run summary. ``exit`` and SIGTERM end an open run at once with what has arrived, then exit 0.
+
+Every message received is decoded; undecodable ones are logged and counted as rejected (in
+the summary and in SQL under the stream name "undecodable") and never stop the builder.
+Decoded batches are written to the raw file as received (a block per flush, see
+daq.formats.rawfile), then given to the EventBuilder.
+
+Replay (daq.replay) drives the same process with more ``begin`` fields: ``replay`` true (no
+raw files are written, spectra are committed once, at the end, and the builder advances
+every REPLAY_BURST_PULSES pulses), ``tag`` (the SQL tag of the results, default "") and
+``variants`` (a list of {"tag", "overrides"}: one EventBuilder and spectrum filler per
+entry, each with its configuration overrides, all fed the same batches: a window scan in
+one pass). Its ``end`` carries ``expect`` {stream name: messages sent}: the run ends once
+that many arrived, instead of waiting for end-of-run messages a damaged file may lack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+from sqlalchemy.exc import SQLAlchemyError
+
+from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
+from daq.build.increments import StreamDelta
+from daq.build.rates import RateMeter
+from daq.control.transitions import ControlClient
+from daq.core.config import Config, default_db_url
+from daq.core.errors import NudaqError, WireError
+from daq.core.overrides import with_overrides
+from daq.core.records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
+from daq.formats.rawfile import PULSES, RawWriter, raw_path
+from daq.formats.wire import decode
+from daq.kernels.warmup import warm_up
+from daq.processes.common import StopFlag, base_parser, common_setup
+from daq.store.filler import SpectrumFiller
+from daq.store.session import make_engine
+
+log = logging.getLogger(__name__)
+
+END_WAIT_S = 30.0
+"""Longest wait for missing end-of-run messages after the end transition (wall s)."""
+RECV_HWM = 100
+"""Batches queued in the PULL socket before the readouts feel backpressure."""
+BURST = 500
+"""Messages read before the builder advances, commits and looks at transitions again."""
+DRAIN_S = 2.0
+"""Longest time spent reading queued messages when a run is closed (wall s)."""
+MONITOR_INTERVAL_S = 1.0
+POLL_MS = 100
+UNDECODABLE = "undecodable"
+REPLAY_BURST_PULSES = 1 << 20
+"""Pulses read in replay before the builder advances (bounds what it holds at once)."""
+
+
+@dataclass
+class Variant:
+    """One configuration being built: its event builder and the filler of its SQL tag."""
+
+    tag: str
+    builder: EventBuilder
+    filler: SpectrumFiller
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM, which unlike ru_maxrss does not
+    carry over the forking parent's size across exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RunRecorder:
+    """One open run: its event builders (one per variant), raw files and spectrum fillers.
+
+    Live: one variant (tag "", the process's configuration), raw files, commits every
+    ``builder.commit_interval_s``. Replay (``replay``): the variants asked for, no raw
+    files, one commit at the close.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        engine,
+        run: int,
+        streams: tuple[Stream, ...],
+        reactor_on: bool | None,
+        variants: list[dict] | None = None,
+        replay: bool = False,
+    ) -> None:
+        self.run = run
+        self.config = config
+        self.replay = replay
+        self.variants = [
+            self._variant(engine, v.get("tag", ""), v.get("overrides", {}), streams, reactor_on)
+            for v in variants or [{"tag": ""}]
+        ]
+        self.builder = self.variants[0].builder
+        prefix = data_dir / "raw" / f"run{run:06d}"
+        self.raw = None if replay else RawWriter(prefix, run, config.snapshot())
+        self.raw_file = None if replay else raw_path(prefix, PULSES)
+        self.received: dict[str, int] = {}
+        self.undecodable = 0
+        self._undecodable_pending = 0
+        now = time.monotonic()
+        self._next_commit = now + config.builder.commit_interval_s
+        self._next_flush = now + config.builder.raw_flush_interval_s
+        self._cpu_start = time.process_time()
+
+    def _variant(self, engine, tag: str, overrides: dict, streams, reactor_on) -> Variant:
+        config = with_overrides(self.config, overrides) if overrides else self.config
+        builder = EventBuilder(config, self.run, streams, reactor_on)
+        return Variant(tag, builder, SpectrumFiller(engine, self.run, tag, builder.n_bins))
+
+    def add(self, batch) -> None:
+        """Record one received batch and hand it to the event builders."""
+        if self.raw is not None:
+            self.raw.write_batch(batch)
+        name = STREAM_NAMES.get(batch.stream, str(batch.stream))
+        self.received[name] = self.received.get(name, 0) + 1
+        for variant in self.variants:
+            variant.builder.add(batch)
+
+    def reject_undecodable(self) -> None:
+        """Count a message that could not be decoded."""
+        self.undecodable += 1
+        self._undecodable_pending += 1
+        self.received[UNDECODABLE] = self.received.get(UNDECODABLE, 0) + 1
+
+    def advance(self, final: bool = False) -> None:
+        """Build what the watermarks allow (everything if final) and store it."""
+        for variant in self.variants:
+            update = variant.builder.finish() if final else variant.builder.advance()
+            if self._undecodable_pending:
+                delta = update.streams.setdefault(UNDECODABLE, StreamDelta())
+                delta.rejected_messages += self._undecodable_pending
+            if self.raw is not None and variant is self.variants[0]:
+                self.raw.write_events(update.events)
+            variant.filler.add(update)
+        self._undecodable_pending = 0
+
+    def tick(self) -> None:
+        """Commit spectra and flush raw files when their intervals are due (live only).
+
+        A failed commit is logged; its increments stay pending for the next one.
+        """
+        if self.replay:
+            return
+        now = time.monotonic()
+        if now >= self._next_commit:
+            self._next_commit = now + self.config.builder.commit_interval_s
+            try:
+                self.variants[0].filler.commit()
+            except (SQLAlchemyError, NudaqError) as err:
+                log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
+        if now >= self._next_flush:
+            self.raw.flush()
+            self._next_flush = now + self.config.builder.raw_flush_interval_s
+
+    def close(self, eor_timeout: bool) -> dict:
+        """Finish the run: build the rest, final commit, close the files; the run summary."""
+        self.advance(final=True)
+        built = time.monotonic()  # system-wide clock: the replay compares it with its own
+        raw_files = self.raw.close() if self.raw is not None else []
+        for variant in self.variants:
+            variant.filler.close_run(raw_files, end_ns=variant.builder.exposure_end_ns)
+        summary = self.summary()
+        summary["eor_timeout"] = eor_timeout
+        if self.replay:
+            summary["tags"] = {v.tag: self._counts(v.builder) for v in self.variants}
+            summary["received"] = dict(self.received)
+            summary["peak_rss_mb"] = peak_rss_mb()
+            summary["cpu_s"] = time.process_time() - self._cpu_start
+            summary["built_monotonic_s"] = built
+        log.info("run %d closed: %s", self.run, json.dumps(summary))
+        return summary
+
+    @staticmethod
+    def _counts(builder: EventBuilder) -> dict:
+        s = builder.summary
+        return {"events": s["events"], "random_trigger_tags": s["rt"]}
+
+    def summary(self) -> dict:
+        """The run summary as run control and the shifter see it (of the first variant)."""
+        s = self.builder.summary
+        live = s["live_ns"]
+        data = [STREAM_NAMES[st] for st in DATA_STREAMS]
+        return {
+            "run": self.run,
+            "reactor": "on" if live["on"] > live["off"] else "off",
+            "live_time_s": (live["on"] + live["off"]) / 1e9,
+            "live_time_s_by_reactor": {state: ns / 1e9 for state, ns in live.items()},
+            "elapsed_s": sum(s["elapsed_ns"].values()) / 1e9,
+            "pulses": {name: s["pulses"].get(name, 0) for name in data},
+            "lost": {name: s["lost"].get(name, 0) for name in data},
+            "dead_time_s": {name: ns / 1e9 for name, ns in s["dead_ns"].items()},
+            "events": s["events"],
+            "random_trigger_tags": s["rt"],
+            "missing_batches": s["missing_batches"],
+            "rejected_messages": s["rejected_messages"] + self.undecodable,
+            "uncalibrated": s["uncalibrated"],
+            "no_eor": s["no_eor"],
+            "raw_file": None if self.raw_file is None else str(self.raw_file),
+        }
+
+
+class BuilderProcess:
+    """The sockets, the transition handling and the main loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        db_url: str,
+        ctx: zmq.Context,
+        name: str = "builder",
+        recv_hwm: int = RECV_HWM,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.engine = make_engine(db_url)
+        self.pull = ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.RCVHWM, recv_hwm)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.bind(config.endpoint("builder_data", data_dir))
+        self.pub = ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.bind(config.endpoint("monitor", data_dir))
+        self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), name)
+        self.recorder: RunRecorder | None = None
+        self.ending: tuple[dict, float] | None = None
+        self.expected: dict[str, int] | None = None
+        self.last_summary: dict | None = None
+        self.exit_requested = False
+        self._next_monitor = 0.0
+        self.rates = RateMeter()
+
+    # -- main loop ------------------------------------------------------------------------------
+    def serve(self, stop: StopFlag) -> None:
+        """Run until SIGTERM/SIGINT or the exit transition."""
+        poller = zmq.Poller()
+        poller.register(self.control.socket, zmq.POLLIN)
+        reading = False
+        while not stop and not self.exit_requested:
+            if (self.recorder is not None) != reading:
+                reading = not reading
+                if reading:
+                    poller.register(self.pull, zmq.POLLIN)
+                else:
+                    poller.unregister(self.pull)
+            events = dict(poller.poll(POLL_MS))
+            if self.pull in events:
+                self._read_data()
+            if self.control.socket in events:
+                self._read_transitions()
+            if self.recorder is not None:
+                self.recorder.tick()
+                self._maybe_end()
+            self._publish()
+        if self.recorder is not None:
+            self._end_run()
+
+    def _read_data(self) -> None:
+        recorder = self.recorder
+        pulses = 0
+        for _ in range(BURST):
+            try:
+                parts = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                batch = decode(parts)
+            except WireError as err:
+                recorder.reject_undecodable()
+                log.warning("run %d: rejected an undecodable message: %s", recorder.run, err)
+                continue
+            recorder.add(batch)
+            pulses += len(batch.pulses)
+            if recorder.replay and pulses >= REPLAY_BURST_PULSES:
+                break
+        recorder.advance()
+
+    def _drain(self) -> None:
+        """Read what is already queued before the run is closed (for at most DRAIN_S)."""
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and self.pull.poll(0, zmq.POLLIN):
+            self._read_data()
+
+    # -- transitions ----------------------------------------------------------------------------
+    def _read_transitions(self) -> None:
+        while True:
+            try:
+                transition = self.control.poll(0)
+            except ValueError as err:
+                log.warning("ignored a message from run control: %s", err)
+                continue
+            if transition is None:
+                return
+            log.info("transition %s", transition)
+            handler = {"begin": self._begin, "end": self._end, "exit": self._exit}
+            try:
+                handler[transition["type"]](transition)
+            except (NudaqError, ValueError, KeyError, OSError) as err:
+                log.error("transition %s failed: %s", transition.get("type"), err)
+                self.control.ack(transition, ok=False, error=str(err))
+
+    def _begin(self, transition: dict) -> None:
+        run = int(transition["run"])
+        if self.recorder is not None:
+            log.warning("begin of run %d while run %d is open: ending it", run, self.recorder.run)
+            self._end_run()
+        names = transition.get("streams")
+        streams = tuple(stream_by_name(n) for n in names) if names else DEFAULT_STREAMS
+        reactor = transition.get("reactor")
+        reactor_on = None if reactor is None else reactor == "on"
+        replay = bool(transition.get("replay", False))
+        variants = transition.get("variants") or [{"tag": transition.get("tag", "")}]
+        self.recorder = RunRecorder(
+            self.config, self.data_dir, self.engine, run, streams, reactor_on, variants, replay
+        )
+        log.info("run %d begins; expecting %s", run, ", ".join(STREAM_NAMES[s] for s in streams))
+        self.control.ack(transition, run=run)
+
+    def _end(self, transition: dict) -> None:
+        run = int(transition.get("run", -1))
+        if self.recorder is None:
+            if self.last_summary is not None and self.last_summary["run"] == run:
+                self.control.ack(transition, **self.last_summary)
+                return
+            raise ValueError(f"no run {run} is open")
+        if run != self.recorder.run:
+            raise ValueError(f"run {self.recorder.run} is open, not run {run}")
+        self.ending = (transition, time.monotonic() + END_WAIT_S)
+        self.expected = transition.get("expect")
+
+    def _exit(self, transition: dict) -> None:
+        if self.recorder is not None:
+            self._end_run()
+        self.exit_requested = True
+        self.control.ack(transition)
+
+    def _maybe_end(self) -> None:
+        if self.ending is None:
+            return
+        _, deadline = self.ending
+        timed_out = time.monotonic() > deadline
+        if self.expected is not None:
+            received = self.recorder.received
+            arrived = all(received.get(name, 0) >= n for name, n in self.expected.items())
+        else:
+            arrived = self.recorder.builder.eor_received
+        if not (arrived or timed_out):
+            return
+        if timed_out:
+            log.warning("run %d: end-of-run missing after %.0f s", self.recorder.run, END_WAIT_S)
+        self._end_run(eor_timeout=timed_out)
+
+    def _end_run(self, eor_timeout: bool = False) -> None:
+        """Close the open run with what has arrived; answer a pending end transition."""
+        self._drain()
+        recorder, pending = self.recorder, self.ending
+        self.recorder, self.ending, self.expected = None, None, None
+        try:
+            self.last_summary = recorder.close(eor_timeout)
+        except (SQLAlchemyError, NudaqError, OSError) as err:
+            log.error("run %d could not be closed: %s", recorder.run, err)
+            if pending is not None:
+                self.control.ack(pending[0], ok=False, error=str(err))
+            return
+        if pending is not None:
+            self.control.ack(pending[0], **self.last_summary)
+
+    # -- monitoring -----------------------------------------------------------------------------
+    def _publish(self) -> None:
+        now = time.monotonic()
+        if now < self._next_monitor:
+            return
+        self._next_monitor = now + MONITOR_INTERVAL_S
+        self.pub.send_string(json.dumps(self.snapshot()))
+
+    def snapshot(self) -> dict:
+        """The monitoring snapshot: what a shifter's status line shows."""
+        recorder = self.recorder
+        if recorder is None:
+            self.rates.clear()
+            return {"time": time.time(), "state": "idle", "run": None, "last": self.last_summary}
+        s = recorder.builder.summary
+        rates = self.rates.update(s["complete_ns"], s["pulses"])
+        elapsed = sum(s["elapsed_ns"].values())
+        live = sum(s["live_ns"].values())
+        return {
+            "time": time.time(),
+            "state": "ending" if self.ending else "running",
+            "run": recorder.run,
+            "pulses": s["pulses"],
+            "rates_hz": rates,
+            "lost": s["lost"],
+            "dead_ns": s["dead_ns"],
+            "dead_fraction": 1 - live / elapsed if elapsed else 0.0,
+            "live_time_s": live / 1e9,
+            "horizon_ns": s["horizon_ns"],
+            "reactor": {True: "on", False: "off", None: "?"}[s["reactor_on"]],
+            "power_MW": recorder.builder.power_MW,
+            "events": s["events"],
+            "rejected_messages": s["rejected_messages"] + recorder.undecodable,
+            "missing_batches": s["missing_batches"],
+        }
+
+    def close(self) -> None:
+        """Close every socket and the database engine."""
+        for sock in (self.pull, self.pub):
+            sock.close(0)
+        self.control.close()
+        self.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Main of the builder service."""
+    parser = base_parser("nudaq event builder: batches in, spectra and raw files out")
+    parser.add_argument("--name", default="builder", help="process and log name")
+    parser.add_argument(
+        "--recv-hwm", type=int, default=RECV_HWM, help="messages queued before backpressure"
+    )
+    args = parser.parse_args(argv)
+    config, data_dir = common_setup(args, args.name)
+    stop = StopFlag()
+    ctx = zmq.Context()
+    db_url = args.db or default_db_url(data_dir)
+    process = BuilderProcess(config, data_dir, db_url, ctx, args.name, args.recv_hwm)
+    warm_up()  # not in the first build; a replay's clock starts at the begin, after this
+    log.info("builder up (pid in logs), data dir %s", data_dir)
+    try:
+        process.serve(stop)
+    finally:
+        process.close()
+        ctx.term()
+    return 0

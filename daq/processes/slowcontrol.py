@@ -1,0 +1,210 @@
+"""The slow-control process: readings to SQL, and the reactor stream to the builder.
+
+``python -m daq.processes.slowcontrol --url URL --config FILE --data-dir DIR --db URL``
+
+Every ``slowcontrol.poll_interval_s`` seconds of the common clock (that clock runs
+``sim.speed`` times faster than the wall clock on simulated hardware) the device is read
+once (``READ?``) and each quantity becomes a row of the ``slow_control`` table, runs or no
+runs. During a run each reading is also one pulse of the REACTOR stream (daq.core.records:
+``t_ns`` = the reading's clock, ``adc`` = thermal power in kW, ``FLAG_REACTOR_ON`` when the
+power is at least ``reactor.on_threshold_MW``), sent as a DATA batch whose watermark is
+just past the reading, so the builder knows the reactor state up to that time:
+
+- ``begin`` {"run": N}: read, send BOR (watermark = the reading's t_ns) and the reading.
+- each poll: send the reading.
+- ``end``: one last reading, then EOR (watermark = that reading's t_ns + 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import numpy as np
+import zmq
+from sqlalchemy import Engine
+
+from daq.control.transitions import ControlClient
+from daq.core.config import Config, default_db_url
+from daq.core.errors import ProtocolError
+from daq.core.records import FLAG_REACTOR_ON, Stream, empty_pulses
+from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDriver
+from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.processes.common import StopFlag, base_parser, common_setup
+from daq.processes.outbox import Outbox
+from daq.processes.readout import DRAIN_TIMEOUT_S, EXIT_DEVICE_LOST, connect_to_builder
+from daq.store.models import SlowControlReading, utcnow
+from daq.store.session import make_engine, session_scope, upgrade_database
+
+log = logging.getLogger("daq.processes.slowcontrol")  # also when run as __main__
+
+UNITS = {"power_MW": "MW", "hv_V": "V", "ln2_pct": "%", "temp_C": "degC"}
+"""The unit stored with each quantity."""
+QUEUE_PULSES = 1_000_000
+"""Reactor readings the process holds while the builder pushes back (never reached)."""
+
+assert set(UNITS) == set(QUANTITIES)
+
+
+def reactor_pulses(reading: Reading, on_threshold_MW: float) -> np.ndarray:
+    """The REACTOR-stream pulse of one reading: t_ns, power in kW, the ON flag."""
+    pulses = empty_pulses(1)
+    pulses["t_ns"] = reading.t_ns
+    pulses["adc"] = min(max(round(reading.power_MW * 1000), 0), 2**32 - 1)
+    pulses["flags"] = FLAG_REACTOR_ON if reading.power_MW >= on_threshold_MW else 0
+    return pulses
+
+
+def record(engine: Engine, reading: Reading) -> None:
+    """Store one reading: a row per quantity, in one transaction."""
+    now = utcnow()
+    values = asdict(reading)
+    with session_scope(engine) as session:
+        session.add_all(
+            SlowControlReading(
+                time_utc=now, clock_ns=reading.t_ns, quantity=q, value=values[q], unit=UNITS[q]
+            )
+            for q in QUANTITIES
+        )
+
+
+class SlowControl:
+    """Polls the device, records every reading, and feeds the REACTOR stream during runs."""
+
+    def __init__(
+        self,
+        driver: SlowControlDriver,
+        config: Config,
+        engine: Engine,
+        push: zmq.Socket,
+        control: ControlClient,
+    ) -> None:
+        self.driver = driver
+        self.engine = engine
+        self.control = control
+        self.on_threshold_MW = config.reactor.on_threshold_MW
+        self.interval_s = config.slowcontrol.poll_interval_s / config.sim.speed
+        self.outbox = Outbox(push, QUEUE_PULSES)
+        self.run: int | None = None
+        self.seq = 0
+        self.last: Reading | None = None
+        self.readings = 0
+        self._failing = False
+
+    def serve(self, stop: StopFlag) -> int:
+        """Poll and serve transitions until ``exit`` or a stop signal; returns the exit status."""
+        next_poll = time.monotonic()
+        while not stop:
+            wait_ms = max(0, int(1000 * (next_poll - time.monotonic())))
+            transition = self.control.poll(min(wait_ms, 100))
+            if transition is not None and self._handle(transition):
+                return 0
+            if time.monotonic() >= next_poll:
+                next_poll = max(next_poll + self.interval_s, time.monotonic())
+                reading = self.read()
+                if reading is not None and self.run is not None:
+                    self._send(KIND_DATA, reading.t_ns + 1, reading)
+            self.outbox.flush()
+        log.info("stop signal")
+        if self.run is not None:
+            self._end_run()
+        return 0
+
+    def read(self) -> Reading | None:
+        """Read the device and record the reading; None (logged once) while it fails."""
+        try:
+            if self._failing:
+                self.driver.reconnect()
+            reading = self.driver.read()
+        except ProtocolError as err:
+            if not self._failing:
+                log.warning("cannot read slow control: %s", err)
+            self._failing = True
+            return None
+        if self._failing:
+            log.warning("slow control device %s answers again", self.driver.url)
+        self._failing = False
+        record(self.engine, reading)
+        self.last = reading
+        self.readings += 1
+        return reading
+
+    def _handle(self, transition: dict) -> bool:
+        """Act on one transition; True when the process should exit."""
+        log.info("transition %s", transition)
+        kind = transition["type"]
+        if kind == "begin":
+            self._begin(transition)
+        elif kind == "end":
+            info, error = self._end_run() if self.run is not None else ({}, "")
+            self.control.ack(transition, ok=not error, error=error, **info)
+        else:
+            if self.run is not None:
+                self._end_run()
+            self.control.ack(transition)
+            return True
+        return False
+
+    def _begin(self, transition: dict) -> None:
+        if self.run is not None:
+            self.control.ack(transition, ok=False, error=f"run {self.run} is still running")
+            return
+        reading = self.read()
+        if reading is None:
+            self.control.ack(transition, ok=False, error=f"no reading from {self.driver.url}")
+            return
+        self.run = int(transition["run"])
+        self.seq = 0
+        self._readings_at_begin = self.readings - 1
+        self._send(KIND_BOR, reading.t_ns)
+        self._send(KIND_DATA, reading.t_ns + 1, reading)
+        log.info("run %d begins: %s", self.run, reading)
+        self.control.ack(transition, power_MW=reading.power_MW)
+
+    def _end_run(self) -> tuple[dict, str]:
+        error = ""
+        reading = self.read()
+        if reading is not None:
+            self._send(KIND_DATA, reading.t_ns + 1, reading)
+        self._send(KIND_EOR, self.last.t_ns + 1)
+        if not self.outbox.drain(DRAIN_TIMEOUT_S):
+            error = f"the builder did not take {len(self.outbox.queue)} batches"
+            log.error("%s", error)
+        info = {"readings": self.readings - self._readings_at_begin}
+        log.info("run %d ended: %s", self.run, info)
+        self.run = None
+        return info, error
+
+    def _send(self, kind: int, watermark_ns: int, reading: Reading | None = None) -> None:
+        pulses = (
+            empty_pulses() if reading is None else reactor_pulses(reading, self.on_threshold_MW)
+        )
+        self.outbox.put(Batch(kind, Stream.REACTOR, self.run, self.seq, watermark_ns, pulses))
+        self.seq += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Main of the slow-control service."""
+    parser = base_parser("Record slow-control readings and send the reactor stream.")
+    parser.add_argument("--url", required=True, help="pyserial URL of the slow-control device")
+    args = parser.parse_args(argv)
+    config, data_dir = common_setup(args, "slowcontrol")
+    engine = make_engine(args.db or default_db_url(data_dir))
+    upgrade_database(engine)
+    stop = StopFlag()
+    try:
+        driver = SlowControlDriver(args.url)
+        log.info("device %s: %s", args.url, driver.identify())
+    except ProtocolError as err:
+        log.error("%s", err)
+        return EXIT_DEVICE_LOST
+    ctx, push, control = connect_to_builder(config, data_dir, "slowcontrol")
+    try:
+        return SlowControl(driver, config, engine, push, control).serve(stop)
+    finally:
+        driver.close()
+        control.close()
+        push.close()
+        ctx.term()
+        engine.dispose()

@@ -1,0 +1,1 @@
+"""Replay of recorded runs through the live builder: orchestration, message planning, scans."""

@@ -1,0 +1,258 @@
+"""The spectrum filler: sums the builder's updates and commits them to SQL atomically.
+
+``SpectrumFiller.add`` only adds in memory; ``commit`` writes everything accumulated since
+the previous commit in ONE transaction: spectrum bins, exposures, stream bookkeeping and
+reactor intervals, so a reader never sees spectra without their live time. Increments are
+added to the stored rows with the dialect's ``INSERT ... ON CONFLICT DO UPDATE`` (SQLite and
+PostgreSQL), so several commits (or processes) add up exactly. If a commit fails, nothing of
+it is stored and the increments stay pending for the next attempt.
+
+Every row written carries the filler's ``tag``: the live DAQ fills tag ``""``, a replay its
+own tag, and a filler never touches rows of another tag (nor, with a tag, the run's row).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import astuple, fields
+from functools import lru_cache
+
+import numpy as np
+from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from daq.build.increments import REACTOR_STATES, BuildUpdate, ExposureDelta, StreamDelta
+from daq.core.errors import RunControlError
+from daq.core.records import CATEGORY_NAMES, Category
+from daq.formats.rawfile import PULSES, RawFileInfo
+from daq.store.models import (
+    Exposure,
+    RawFile,
+    ReactorInterval,
+    Run,
+    SpectrumBin,
+    StreamStat,
+    utcnow,
+)
+from daq.store.session import writer
+
+log = logging.getLogger(__name__)
+
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)] + ["live_ns"]
+_STREAM_FIELDS = [f.name for f in fields(StreamDelta)]
+_BIN_KEYS = ("run_id", "tag", "reactor", "category", "bin")
+_REACTOR_NAMES = np.array(REACTOR_STATES, dtype=object)
+_CATEGORY_NAMES = np.array([CATEGORY_NAMES[c] for c in Category], dtype=object)
+_CATEGORY_ORDER = np.argsort(_CATEGORY_NAMES)
+"""Categories in the order of their names: spectrum bins are written in the table's key order
+(run, tag, reactor, category, bin), so that SQLite appends to its clustered key."""
+
+
+ROWS_PER_STATEMENT = {"sqlite": 20}
+"""Rows in one multi-row INSERT, by dialect. On SQLite a statement per row costs about twice
+as much per row (a replay's final commit holds tens of thousands of spectrum bins); more
+than ~20 rows gain nothing and take longer to compile. PostgreSQL's driver pipelines
+one-row statements and is slower with long ones (measured)."""
+
+
+@lru_cache(maxsize=64)
+def _upsert_sql(
+    dialect: Dialect,
+    table: Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    add: tuple[str, ...],
+    replace: tuple[str, ...],
+    n_rows: int,
+) -> tuple[str, list[str] | None, list[int] | None]:
+    """The SQL of an upsert of ``n_rows`` rows, compiled once, and how its parameters are
+    taken from the rows' flattened values: by name (a driver with named parameters: the
+    names), or by position (None; the positions in the driver's order when not in order)."""
+    names = [f"{c}_{i}" for i in range(n_rows) for c in columns]
+    rows = [{c: bindparam(f"{c}_{i}") for c in columns} for i in range(n_rows)]
+    stmt = _INSERTS[dialect.name](table).values(rows)
+    updates = {c: table.c[c] + stmt.excluded[c] for c in add}
+    updates.update({c: stmt.excluded[c] for c in replace})
+    compiled = stmt.on_conflict_do_update(index_elements=list(keys), set_=updates).compile(
+        dialect=dialect
+    )
+    if not compiled.positional:
+        return compiled.string, names, None
+    where = {name: i for i, name in enumerate(names)}
+    order = [where[name] for name in compiled.positiontup]
+    return compiled.string, None, None if order == sorted(order) else order
+
+
+def _upsert(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: list[tuple] | np.ndarray,
+    add: Sequence[str],
+    replace: Sequence[str] = (),
+) -> None:
+    """Insert ``rows`` (tuples, or a 2-D object array, in ``columns`` order); where the key
+    exists, add the ``add`` columns and overwrite ``replace``.
+
+    Rows go ROWS_PER_STATEMENT to a statement, the rest one to a statement (so only two
+    statements are ever compiled), each kind in one executemany, the values handed to the
+    database driver as they are: every column is a plain integer or string, which needs no
+    parameter processing. A statement's parameters are a row of the rows reshaped, so that
+    tens of thousands of spectrum bins cost no Python loop per value.
+    """
+    spec = (tuple(keys), tuple(columns), tuple(add), tuple(replace))
+    per = ROWS_PER_STATEMENT.get(conn.dialect.name, 1)
+    values = rows if isinstance(rows, np.ndarray) else np.array(rows, dtype=object)
+    full = len(values) // per * per
+    for group, n in ((values[:full], per), (values[full:], 1)):
+        if not len(group):
+            continue
+        sql, names, order = _upsert_sql(conn.dialect, table, *spec, n)
+        flat = group.reshape(-1, n * len(columns))
+        if names is not None:
+            params = [dict(zip(names, row, strict=True)) for row in flat.tolist()]
+        else:
+            params = list(map(tuple, (flat if order is None else flat[:, order]).tolist()))
+        conn.exec_driver_sql(sql, params)
+
+
+class SpectrumFiller:
+    """Accumulates BuildUpdates of one run and commits them under one tag."""
+
+    def __init__(self, engine: Engine, run_number: int, tag: str, n_bins: int) -> None:
+        self.engine = engine
+        self.run_number = run_number
+        self.tag = tag
+        self.n_bins = n_bins
+        self._pending = BuildUpdate.empty(n_bins)
+        self._run_id: int | None = None
+
+    def add(self, update: BuildUpdate) -> None:
+        """Accumulate an update in memory (nothing is written)."""
+        if update.hist.shape != self._pending.hist.shape:
+            raise ValueError(
+                f"run {self.run_number}: update histogram shape {update.hist.shape},"
+                f" filler expects {self._pending.hist.shape}"
+            )
+        self._pending.merge(update)
+
+    def commit(self) -> bool:
+        """Write the accumulated increments in one transaction; False if there were none."""
+        if self._pending.is_empty:
+            return False
+        with writer(self.engine).begin() as conn:
+            self._write(conn, self._pending)
+        self._pending = BuildUpdate.empty(self.n_bins)
+        return True
+
+    def close_run(self, raw_files: list[RawFileInfo], end_ns: int | None = None) -> None:
+        """Final commit plus the run's raw files (and, for tag "", the run's row).
+
+        ``end_ns`` (DAQ clock) closes the open reactor interval; without it the last
+        interval stays open-ended, meaning "until the end of the run".
+        """
+        with writer(self.engine).begin() as conn:
+            self._write(conn, self._pending)
+            run_id = self._run_id_of(conn)
+            if end_ns is not None:
+                self._close_interval(conn, run_id, end_ns)
+            _upsert(
+                conn,
+                RawFile.__table__,
+                ("run_id", "tag", "kind"),
+                ("run_id", "tag", "kind", "path", "sha256", "bytes"),
+                [(run_id, self.tag, f.kind, str(f.path), f.sha256, f.bytes) for f in raw_files],
+                add=(),
+                replace=("path", "sha256", "bytes"),
+            )
+            pulses = next((f for f in raw_files if f.kind == PULSES), None)
+            if self.tag == "":
+                values = {"stopped_utc": func.coalesce(Run.stopped_utc, utcnow())}
+                if pulses is not None:
+                    values |= {
+                        "raw_file": str(pulses.path),
+                        "raw_sha256": pulses.sha256,
+                        "raw_bytes": pulses.bytes,
+                    }
+                conn.execute(update(Run).where(Run.id == run_id).values(**values))
+        self._pending = BuildUpdate.empty(self.n_bins)
+        log.info(
+            "run %d (tag %r) closed with raw files %s",
+            self.run_number,
+            self.tag,
+            [str(f.path) for f in raw_files],
+        )
+
+    def _run_id_of(self, conn: Connection) -> int:
+        if self._run_id is None:
+            self._run_id = conn.scalar(select(Run.id).where(Run.number == self.run_number))
+            if self._run_id is None:
+                raise RunControlError(
+                    f"run {self.run_number} is not in the database: cannot store its spectra"
+                )
+        return self._run_id
+
+    def _write(self, conn: Connection, pending: BuildUpdate) -> None:
+        run_id = self._run_id_of(conn)
+        key = {"run_id": run_id, "tag": self.tag}
+        reactor, category, bins = np.nonzero(pending.hist[:, _CATEGORY_ORDER])
+        category = _CATEGORY_ORDER[category]
+        rows = np.empty((len(bins), len(_BIN_KEYS) + 1), dtype=object)
+        rows[:, 0] = run_id
+        rows[:, 1] = self.tag
+        rows[:, 2] = _REACTOR_NAMES[reactor]
+        rows[:, 3] = _CATEGORY_NAMES[category]
+        rows[:, 4] = bins
+        rows[:, 5] = pending.hist[reactor, category, bins]
+        _upsert(
+            conn, SpectrumBin.__table__, _BIN_KEYS, (*_BIN_KEYS, "counts"), rows, add=("counts",)
+        )
+        _upsert(
+            conn,
+            Exposure.__table__,
+            ("run_id", "tag", "reactor"),
+            ("run_id", "tag", "reactor", *_EXPOSURE_FIELDS),
+            [
+                (run_id, self.tag, state, *astuple(delta), delta.live_ns)
+                for state, delta in pending.exposure.items()
+                if delta != ExposureDelta()
+            ],
+            add=_EXPOSURE_FIELDS,
+        )
+        _upsert(
+            conn,
+            StreamStat.__table__,
+            ("run_id", "tag", "stream"),
+            ("run_id", "tag", "stream", *_STREAM_FIELDS),
+            [
+                (run_id, self.tag, name, *astuple(delta))
+                for name, delta in pending.streams.items()
+                if delta != StreamDelta()
+            ],
+            add=_STREAM_FIELDS,
+        )
+        for change in sorted(pending.reactor_changes, key=lambda c: c.t_ns):
+            self._close_interval(conn, run_id, change.t_ns)
+            conn.execute(
+                ReactorInterval.__table__.insert().values(
+                    **key,
+                    reactor=REACTOR_STATES[int(change.on)],
+                    start_ns=change.t_ns,
+                    end_ns=None,
+                    power_MW=change.power_MW,
+                )
+            )
+
+    def _close_interval(self, conn: Connection, run_id: int, t_ns: int) -> None:
+        conn.execute(
+            update(ReactorInterval)
+            .where(
+                ReactorInterval.run_id == run_id,
+                ReactorInterval.tag == self.tag,
+                ReactorInterval.end_ns.is_(None),
+            )
+            .values(end_ns=t_ns)
+        )

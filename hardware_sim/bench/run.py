@@ -1,0 +1,157 @@
+"""``nudaq bench``: every figure measured beside its baseline, in one run on this machine.
+
+=============================  ===========================================================
+figure                         baseline beside it
+=============================  ===========================================================
+replay_pulses_per_s            zmq_ceiling_pulses_per_s (raw PUSH/PULL, same message size,
+                               ipc; tcp also given); also through the builder (all built,
+                               before the final SQL commit) and the whole command (process
+                               start-up and the reader's verify pass)
+kernel_pulses_per_s            searchsorted_pulses_per_s, merge_asof_pulses_per_s
+                               (stress and realistic mixes, results asserted equal)
+builder_peak_rss_mb            the same for a replay a tenth as long (flat memory); without
+                               --quick also a replay of 10^8 pulses (rate and memory)
+live_max_zero_loss_pulses...   the issue's target, 300 000 pulses/s (not with --quick)
+long_exposure_s                the issue's targets: generating 4712 h ON + 1250 h OFF in a
+                               few minutes, their analysis in seconds (not with --quick)
+=============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from hardware_sim.bench import live, long_exposure, replay_bench, tagging, zmq_ceiling
+
+LIVE_TARGET = 300_000
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_benchmarks(quick: bool = False, log=_log) -> dict:
+    """Measure everything (the live ceiling only without ``quick``); the JSON object."""
+    out: dict = {}
+    log("zmq ceiling (ipc, tcp) ...")
+    out["zmq_ceiling_pulses_per_s"] = zmq_ceiling.pushpull_pulses_per_s("ipc")
+    out["zmq_ceiling_tcp_pulses_per_s"] = zmq_ceiling.pushpull_pulses_per_s("tcp")
+    for name in ("kernel", "searchsorted", "merge_asof"):
+        out[f"{name}_pulses_per_s"] = {}
+    for mix in tagging.MIXES:
+        log(f"tagging, {mix} mix ...")
+        for name, rate in tagging.compare(mix).items():
+            out[f"{name}_pulses_per_s"][mix] = rate
+    work = Path(tempfile.mkdtemp(prefix="nqb", dir="/tmp"))
+    try:
+        pulses = replay_bench.MIN_PULSES
+        log(f"replay of a synthetic run of {pulses:,} pulses ...")
+        big = replay_bench.replay_run(work, "long", replay_bench.duration_for(pulses))
+        log("replay of a run a tenth as long (memory baseline) ...")
+        short = replay_bench.replay_run(work, "short", replay_bench.duration_for(pulses // 10))
+        if not quick:
+            log(f"replay of a synthetic run of {replay_bench.LONG_PULSES:,} pulses ...")
+            duration = replay_bench.duration_for(replay_bench.LONG_PULSES)
+            long = replay_bench.replay_run(work, "huge", duration)
+            out["replay_long_pulses"] = sum(long["pulses"].values())
+            out["replay_long_pulses_per_s"] = long["pulses_per_s"]
+            out["builder_peak_rss_mb_long"] = long["builder_peak_rss_mb"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out["replay_pulses"] = sum(big["pulses"].values())
+    out["replay_pulses_per_s"] = big["pulses_per_s"]
+    out["replay_built_pulses_per_s"] = out["replay_pulses"] / big["built_s"]
+    out["replay_command_pulses_per_s"] = out["replay_pulses"] / big["command_s"]
+    out["builder_peak_rss_mb"] = big["builder_peak_rss_mb"]
+    out["builder_peak_rss_mb_tenth"] = short["builder_peak_rss_mb"]
+    out["replay_tenth_pulses"] = sum(short["pulses"].values())
+    if not quick:
+        log("live: nudaq up --sim at rising speeds ...")
+        result = live.live_max_zero_loss(log=log)
+        out["live_max_zero_loss_pulses_per_s"] = result["pulses_per_s"]
+        out["live_steps"] = result["steps"]
+        log("nudaq sim generate: 4712 h ON + 1250 h OFF ...")
+        out["long_exposure_s"] = long_exposure.generate_and_analyse()
+    return out
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e6:,.2f} M/s"
+
+
+def print_table(r: dict) -> None:
+    """The figures beside their baselines, as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="nudaq bench (pulses per second unless stated)")
+    for column in ("figure", "value", "baseline", "ratio"):
+        table.add_column(column)
+    ceiling = r["zmq_ceiling_pulses_per_s"]
+    table.add_row(
+        f"replay of {r['replay_pulses']:,} pulses, to the final SQL commit",
+        _m(r["replay_pulses_per_s"]),
+        f"zmq ipc ceiling {_m(ceiling)}",
+        f"{r['replay_pulses_per_s'] / ceiling:.2f}",
+    )
+    table.add_row(
+        "replay, all built (before the final SQL commit)",
+        _m(r["replay_built_pulses_per_s"]),
+        f"zmq tcp ceiling {_m(r['zmq_ceiling_tcp_pulses_per_s'])}",
+        f"{r['replay_built_pulses_per_s'] / ceiling:.2f}",
+    )
+    table.add_row(
+        "replay, whole command (start-up, verify pass)",
+        _m(r["replay_command_pulses_per_s"]),
+        "",
+        "",
+    )
+    for mix in tagging.MIXES:
+        kernel = r["kernel_pulses_per_s"][mix]
+        for name in ("searchsorted", "merge_asof"):
+            base = r[f"{name}_pulses_per_s"][mix]
+            table.add_row(
+                f"tagging kernel, {mix}", _m(kernel), f"{name} {_m(base)}", f"{kernel / base:.1f}x"
+            )
+    tenth = r["builder_peak_rss_mb_tenth"]
+    rss_baseline = f"replay of {r['replay_tenth_pulses']:,} pulses: {tenth:.0f}"
+    rss = [("builder peak RSS (MB)", r["builder_peak_rss_mb"])]
+    if "replay_long_pulses" in r:
+        table.add_row(
+            f"replay of {r['replay_long_pulses']:,} pulses, to the final SQL commit",
+            _m(r["replay_long_pulses_per_s"]),
+            f"zmq ipc ceiling {_m(ceiling)}",
+            f"{r['replay_long_pulses_per_s'] / ceiling:.2f}",
+        )
+        label = f"builder peak RSS (MB), {r['replay_long_pulses']:,} pulses"
+        rss.append((label, r["builder_peak_rss_mb_long"]))
+    for label, mb in rss:
+        table.add_row(label, f"{mb:.0f}", rss_baseline, f"{mb / tenth:.2f}")
+    if "live_max_zero_loss_pulses_per_s" in r:
+        live_rate = r["live_max_zero_loss_pulses_per_s"]
+        table.add_row(
+            "live, zero loss for 60 s",
+            f"{live_rate:,.0f}",
+            f"target {LIVE_TARGET:,}",
+            f"{live_rate / LIVE_TARGET:.2f}",
+        )
+    if "long_exposure_s" in r:
+        times = r["long_exposure_s"]
+        took = times["on"] + times["off"]
+        hours = " + ".join(f"{h:g} h {s.upper()}" for s, h in long_exposure.HOURS.items())
+        table.add_row(
+            f"sim generate {hours} (s)",
+            f"{took:.1f}",
+            f"target {long_exposure.GENERATE_TARGET_S:.0f} s",
+            f"{took / long_exposure.GENERATE_TARGET_S:.2f}",
+        )
+        table.add_row(
+            f"nudaq analysis of those {times['runs']} runs (s)",
+            f"{times['analysis']:.1f}",
+            f"target {long_exposure.ANALYSIS_TARGET_S:.0f} s",
+            f"{times['analysis'] / long_exposure.ANALYSIS_TARGET_S:.2f}",
+        )
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""Subcommands of ``nudaq`` that belong to the simulator: sim generate, bench."""

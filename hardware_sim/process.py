@@ -1,0 +1,59 @@
+"""The simulated crate as a process (service ``sim``): serves until SIGTERM or SIGINT.
+
+Prints exactly one JSON line on stdout, ``{"hpge": URL, "acv": URL, "crv": URL,
+"slowcontrol": URL, "clock_t0_ns": int}``, then serves; exits 0 after closing the lines and
+flushing the ground truth. ``--reactor on|off`` replaces the reactor schedule by a constant
+2900 MW or 0 MW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from daq.core.config import ReactorPeriod, default_data_dir, load_config
+from daq.core.errors import NudaqError
+from daq.processes.common import StopFlag, setup_logging
+from hardware_sim.crate import SimCrate
+
+REACTOR_ON_MW = 2900.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m daq.processes sim", description="Simulated nudaq hardware on ttys or TCP."
+    )
+    p.add_argument("--config", type=Path, help="TOML configuration or JSON snapshot")
+    p.add_argument("--data-dir", type=Path, help="data directory (ground truth in sim/)")
+    p.add_argument("--speed", type=float, help="simulated seconds per wall second")
+    p.add_argument("--transport", choices=("tcp", "pty"), help="device lines")
+    p.add_argument("--reactor", choices=("on", "off"), help="constant reactor power")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.speed is not None:
+            config.sim.speed = args.speed
+        if args.transport:
+            config.sim.transport = args.transport
+        if args.reactor:
+            power = REACTOR_ON_MW if args.reactor == "on" else 0.0
+            config.sim.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
+    except (NudaqError, ValueError) as err:
+        print(f"hardware_sim: error: {err}", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir or default_data_dir()).absolute()
+    setup_logging("sim", data_dir)
+    stop = StopFlag()
+    crate = SimCrate(config, data_dir)
+    try:
+        print(json.dumps({**crate.urls, "clock_t0_ns": crate.t0_ns}), flush=True)
+        crate.run(lambda: bool(stop))
+    finally:
+        crate.close()
+    return 0

@@ -1,0 +1,1 @@
+"""The physics analysis: efficiencies, binning, ON/OFF fit and limit, sensitivity, inputs."""

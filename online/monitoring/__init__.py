@@ -1,0 +1,1 @@
+"""Monitoring: alarm conditions and the monitoring process (alarms, live analysis cadence)."""

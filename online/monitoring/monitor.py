@@ -1,0 +1,230 @@
+"""The monitoring process: raises and clears alarms, and runs the live analysis on a cadence.
+
+``python -m daq.processes monitor --config FILE --data-dir DIR --db URL`` (``nudaq up``
+starts it).
+
+About once per second it builds an ``online.monitoring.alarms.Observation`` from run control's
+status (``daq.control.runcontrol.request``), the builder's monitor snapshots (SUB on
+``network.monitor``), the newest slow-control readings in SQL and the free space of the data
+directory, evaluates the alarm conditions and records raised and cleared alarms in SQL with
+automatic logbook entries (``online.monitoring.alarms.sync_alarms``). Run control may be busy for
+seconds during a transition, so a missing answer counts as "unreachable" only after
+``silent_stream_s``.
+
+Every ``analysis.interval_s`` while a run is going it calls the live analysis, the first of
+``LIVE_ANALYSIS_HOOKS`` that exists, as ``hook(engine, config, run_number)`` in a worker
+thread (one at a time); the hook records its result in ``analysis_history``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import zmq
+from sqlalchemy import Engine, select
+
+from daq.control.runcontrol import BEGIN_ORDER, request
+from daq.control.transitions import ControlClient
+from daq.core.config import Config, default_db_url
+from daq.core.errors import NudaqError
+from daq.processes.common import StopFlag, base_parser, common_setup
+from daq.store.models import SlowControlReading
+from daq.store.session import make_engine, session_scope, upgrade_database
+from online.monitoring.alarms import STREAMS, AlarmEvaluator, Condition, Observation, sync_alarms
+
+log = logging.getLogger(__name__)
+
+LOOP_S = 1.0
+STATUS_TIMEOUT_S = 2.0
+SLOW_CONTROL_STALE_S = 300.0
+"""Slow-control readings older than this are not used for alarms (wall s)."""
+HV_QUANTITY = "hv_V"
+LN2_QUANTITY = "ln2_pct"
+LIVE_ANALYSIS_HOOKS = (
+    "online.analysis.live:record_live_analysis",
+    "online.analysis:record_live_analysis",
+)
+"""Where the live analysis ``record_live_analysis(engine, config, run_number)`` may live."""
+
+AnalysisHook = Callable[[Engine, Config, int | None], object]
+
+
+def find_live_analysis() -> AnalysisHook | None:
+    """The first live-analysis function of LIVE_ANALYSIS_HOOKS that exists, else None."""
+    for spec in LIVE_ANALYSIS_HOOKS:
+        module_name, name = spec.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        hook = getattr(module, name, None)
+        if callable(hook):
+            return hook
+    return None
+
+
+def latest_reading(session, quantity: str, max_age_s: float) -> float | None:
+    """The newest value of a slow-control quantity if younger than max_age_s, else None."""
+    row = session.execute(
+        select(SlowControlReading.value, SlowControlReading.time_utc)
+        .where(SlowControlReading.quantity == quantity)
+        .order_by(SlowControlReading.time_utc.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    stamp = row.time_utc if row.time_utc.tzinfo else row.time_utc.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - stamp).total_seconds()
+    return row.value if age <= max_age_s else None
+
+
+class Monitor:
+    """One monitoring loop over a running system."""
+
+    def __init__(self, config: Config, data_dir: Path, engine: Engine, ctx=None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.engine = engine
+        ctx = ctx or zmq.Context.instance()
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.connect(config.endpoint("monitor", data_dir))
+        self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), "monitor")
+        self.evaluator = AlarmEvaluator(config.alarms, BEGIN_ORDER)
+        self._recorded: list[Condition] | None = None
+        self.snapshot: dict = {}
+        self.snapshot_at: float | None = None
+        self.status: dict | None = None
+        self.status_at = -float("inf")
+        self.analysis = find_live_analysis()
+        if self.analysis is None:
+            log.info("no live analysis function (%s); none run", ", ".join(LIVE_ANALYSIS_HOOKS))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="live-analysis")
+        self._analysis_job: Future | None = None
+        self._next_analysis = time.monotonic() + config.analysis.interval_s
+
+    def _drain(self) -> None:
+        while self.sub.poll(0, zmq.POLLIN):
+            try:
+                self.snapshot = json.loads(self.sub.recv())
+                self.snapshot_at = time.monotonic()
+            except ValueError:
+                log.warning("ignored a monitor snapshot that is not JSON")
+        while (transition := self.control.poll(0)) is not None:
+            self.control.ack(transition)
+
+    def _run_control(self, now: float) -> dict | None:
+        """Run control's status; the previous one while it is briefly busy; None if gone."""
+        try:
+            self.status = request(self.config, self.data_dir, "status", timeout_s=STATUS_TIMEOUT_S)
+            self.status_at = now
+        except NudaqError as err:
+            if now - self.status_at > self.config.alarms.silent_stream_s:
+                log.debug("run control does not answer: %s", err)
+                return None
+        return self.status
+
+    def observe(self) -> Observation:
+        """What the system looks like now."""
+        self._drain()
+        now = time.monotonic()
+        rc = self._run_control(now)
+        if rc is None:
+            return Observation(time_s=now, state="unreachable")
+        snap = self.snapshot if self.snapshot_at is not None else rc.get("monitor") or {}
+        with session_scope(self.engine, readonly=True) as session:
+            hv = latest_reading(session, HV_QUANTITY, SLOW_CONTROL_STALE_S)
+            ln2 = latest_reading(session, LN2_QUANTITY, SLOW_CONTROL_STALE_S)
+        obs = Observation(
+            time_s=now,
+            state=rc.get("state", "unknown"),
+            run=rc.get("run"),
+            error=rc.get("error", ""),
+            processes=list(rc.get("processes", [])),
+            hv_V=hv,
+            ln2_pct=ln2,
+            disk_free_GB=shutil.disk_usage(self.data_dir).free / 1e9,
+        )
+        if "time" in snap:
+            obs.progress["snapshot"] = snap["time"]
+        if snap.get("state") == "running" and snap.get("run") == obs.run:
+            pulses = snap.get("pulses", {})
+            obs.counters = {s: int(pulses[s]) for s in STREAMS if s in pulses}
+            if "candidate" in snap.get("events", {}):
+                obs.counters["candidate"] = int(snap["events"]["candidate"])
+            obs.lost = {s: int(v) for s, v in snap.get("lost", {}).items() if s in STREAMS}
+            if snap.get("horizon_ns") is not None:
+                obs.progress["horizon"] = snap["horizon_ns"]
+        return obs
+
+    def step(self) -> list[Condition]:
+        """Observe, evaluate, record alarm changes; start the live analysis when it is due."""
+        obs = self.observe()
+        active = self.evaluator.evaluate(obs)
+        if active != self._recorded:
+            with session_scope(self.engine) as session:
+                sync_alarms(session, active, obs.run)
+            self._recorded = active
+        self._maybe_analyse(obs)
+        return active
+
+    def _maybe_analyse(self, obs: Observation) -> None:
+        now = time.monotonic()
+        if self.analysis is None or now < self._next_analysis or obs.state != "running":
+            return
+        if self._analysis_job is not None and not self._analysis_job.done():
+            return
+        self._next_analysis = now + self.config.analysis.interval_s
+        self._analysis_job = self._executor.submit(self._analyse, obs.run)
+
+    def _analyse(self, run: int | None) -> None:
+        try:
+            self.analysis(self.engine, self.config, run)
+        except NudaqError as err:
+            log.info("live analysis not possible yet: %s", err)
+        except Exception:  # the monitor keeps raising alarms whatever the analysis does
+            log.exception("live analysis failed")
+
+    def run(self, stop: StopFlag) -> None:
+        """Loop until stop is set."""
+        while not stop:
+            started = time.monotonic()
+            try:
+                self.step()
+            except NudaqError as err:
+                log.error("monitoring step failed: %s", err)
+            time.sleep(max(0.0, LOOP_S - (time.monotonic() - started)))
+
+    def close(self) -> None:
+        """Wait for a running analysis, close the sockets."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.sub.close(0)
+        self.control.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Main of the monitor service."""
+    parser = base_parser("nudaq monitoring: alarms and live analysis")
+    args = parser.parse_args(argv)
+    config, data_dir = common_setup(args, "monitor")
+    engine = make_engine(args.db or default_db_url(data_dir))
+    upgrade_database(engine)
+    stop = StopFlag()
+    monitor = Monitor(config, data_dir, engine)
+    try:
+        monitor.run(stop)
+    finally:
+        monitor.close()
+        engine.dispose()
+    return 0
