@@ -38,15 +38,13 @@ from sqlalchemy import Engine
 
 from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
 from daq.build.increments import BuildUpdate
+from daq.build.reactor import reactor_pulse
 from daq.core.config import Config
 from daq.core.records import Stream, empty_pulses
-from daq.drivers.slowcontrol_device import Reading
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
-from daq.processes.slowcontrol import reactor_pulses
 from daq.store.filler import SpectrumFiller
 from daq.store.runs import create_run, end_run, next_run_number, set_quality
 from daq.store.session import session_scope
-from hardware_sim.devices import LN2_FULL_PCT, TEMP_C
 from hardware_sim.generator import Generator
 
 log = logging.getLogger(__name__)
@@ -113,12 +111,11 @@ def run_batches(
     for t0 in range(start, stop, chunk_ns):
         t1 = min(t0 + chunk_ns, stop)
         pulses, _ = generator.generate(t0, t1, plan.power_MW)
-        reading = Reading(t0, plan.power_MW, config.sim.hv_V, LN2_FULL_PCT, TEMP_C)
         yield [
             batch(KIND_DATA, Stream.HPGE, t1, pulses[Stream.HPGE], generator.dead_ns),
             batch(KIND_DATA, Stream.ACV, t1, pulses[Stream.ACV]),
             batch(KIND_DATA, Stream.CRV, t1, pulses[Stream.CRV]),
-            batch(KIND_DATA, Stream.REACTOR, t1, reactor_pulses(reading, threshold)),
+            batch(KIND_DATA, Stream.REACTOR, t1, reactor_pulse(t0, plan.power_MW, threshold)),
         ]
     yield [batch(KIND_EOR, s, stop) for s in DEFAULT_STREAMS]
 

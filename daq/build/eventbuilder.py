@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daq.build.increments import REACTOR_STATES, BuildUpdate, ReactorChange, StreamDelta
+from daq.build.order import StreamOrder, pulses_in_order
+from daq.build.reactor import on_at, power_MW, reading_index
 from daq.core.config import Config
 from daq.core.records import (
     EVENT_DTYPE,
@@ -48,15 +50,14 @@ from daq.core.records import (
     TAG_RT,
     Stream,
 )
+from daq.core.units import INF_NS
 from daq.formats.wire import KIND_BOR, KIND_EOR, Batch
-from daq.kernels.arrays import is_sorted, times_at_least
+from daq.kernels.arrays import times_at_least
 from daq.kernels.histogram import calibrate, fill_histogram
 from daq.kernels.tagging import set_tag, tag_window
 
 log = logging.getLogger(__name__)
 
-INF_NS = 2**62
-"""Beyond any clock value: the watermark of an ended stream."""
 DEFAULT_STREAMS = (Stream.HPGE, Stream.ACV, Stream.CRV, Stream.REACTOR)
 MAX_PENDING_BATCHES = 1000
 """Out-of-order batches held per stream; beyond, the oldest sequence gap is declared missing
@@ -78,8 +79,7 @@ class _StreamState:
     next_seq: int = 0
     pending: dict[int, Batch] = field(default_factory=dict)
     eor_seq: int | None = None
-    complete_ns: int = -INF_NS
-    last_t_ns: int = -INF_NS
+    order: StreamOrder = field(default_factory=StreamOrder)
     start_ns: int | None = None
     stop_ns: int | None = None
     ended: bool = False
@@ -89,7 +89,7 @@ class _StreamState:
     @property
     def watermark_ns(self) -> int:
         """Complete below this time (ns); +infinity once ended."""
-        return INF_NS if self.ended else self.complete_ns
+        return INF_NS if self.ended else self.order.complete_ns
 
     def buffer(self) -> np.ndarray:
         """The buffered records as one array (merged in place)."""
@@ -184,8 +184,7 @@ class EventBuilder:
             return f"after the end-of-run (seq {st.eor_seq})"
         if batch.pulses.dtype != PULSE_DTYPE:
             return f"pulses of dtype {batch.pulses.dtype}"
-        t = batch.pulses["t_ns"]
-        if len(t) > 1 and not is_sorted(t):
+        if not pulses_in_order(batch.pulses["t_ns"]):
             return "pulses not time-ordered"
         return ""
 
@@ -221,17 +220,13 @@ class EventBuilder:
         if st.ended:
             self._reject(batch, "stream already ended")
             return
-        if batch.watermark_ns < st.complete_ns:
-            self._reject(batch, f"watermark {batch.watermark_ns} behind {st.complete_ns}")
-            return
-        if len(t) and t[0] < max(st.complete_ns, st.last_t_ns):
-            self._reject(batch, f"pulse at {t[0]} ns where the stream was already complete")
+        refusal = st.order.refusal(t, batch.watermark_ns)
+        if refusal:
+            self._reject(batch, refusal)
             return
         if st.start_ns is None:
             st.start_ns = batch.watermark_ns if batch.kind == KIND_BOR or not len(t) else int(t[0])
-        st.complete_ns = batch.watermark_ns
-        if len(t):
-            st.last_t_ns = int(t[-1])
+        st.order.advance(t, batch.watermark_ns)
         if batch.kind == KIND_EOR:
             st.stop_ns = batch.watermark_ns
             st.ended = True
@@ -271,7 +266,7 @@ class EventBuilder:
             self._build(horizon, update)
             self._horizon = horizon
         for st in self._streams.values():
-            self._complete_ns[STREAM_NAMES[st.stream]] = st.complete_ns
+            self._complete_ns[STREAM_NAMES[st.stream]] = st.order.complete_ns
             if st.delta != StreamDelta():
                 update.streams[STREAM_NAMES[st.stream]] = st.delta
                 st.delta = StreamDelta()
@@ -295,7 +290,7 @@ class EventBuilder:
                 log.warning("run %d: %s ended without end-of-run", self.run, name)
                 self._no_eor.append(name)
                 st.ended = True
-                st.stop_ns = st.complete_ns if st.start_ns is not None else None
+                st.stop_ns = st.order.complete_ns if st.start_ns is not None else None
         update = self.advance()
         self._finished = True
         return update
@@ -362,29 +357,24 @@ class EventBuilder:
         reactor = self._streams.get(Stream.REACTOR)
         return reactor.buffer() if reactor is not None else np.zeros(0, PULSE_DTYPE)
 
-    def _reading_index(self, t: np.ndarray) -> np.ndarray:
-        """Index of the last reading at or before each t (the first reading if none)."""
-        idx = np.searchsorted(self._readings()["t_ns"], t, side="right") - 1
-        return np.maximum(idx, 0)
-
     def _on_at(self, t: np.ndarray) -> np.ndarray:
-        """Reactor ON at each time t (ns)?"""
+        """Reactor ON at each time t (ns)? (daq.build.reactor; the fixed state without readings)"""
         readings = self._readings()
         if not len(readings):
             return np.full(len(t), self._fixed_on, dtype=bool)
-        return (readings["flags"][self._reading_index(t)] & FLAG_REACTOR_ON) != 0
+        return on_at(readings, t)
 
     @property
     def power_MW(self) -> float | None:
         """Reactor thermal power (MW) of the latest reading received; None before the first."""
         readings = self._readings()
-        return float(readings["adc"][-1]) / 1000.0 if len(readings) else None
+        return power_MW(readings[-1]) if len(readings) else None
 
     def _power_MW_at(self, t: int) -> float:
         readings = self._readings()
         if not len(readings):
             return 0.0
-        return float(readings["adc"][self._reading_index(np.array([t]))[0]]) / 1000.0
+        return power_MW(readings[reading_index(readings, np.array([t]))[0]])
 
     def _expose(self, horizon: int, update: BuildUpdate) -> None:
         """Elapsed HPGe time up to the horizon, split at reactor changes."""
@@ -404,7 +394,7 @@ class EventBuilder:
         states = (inside["flags"] & FLAG_REACTOR_ON) != 0
         changed = states != np.concatenate(([self._state_on], states[:-1]))
         changes = [
-            ReactorChange(int(r["t_ns"]), bool(on), float(r["adc"]) / 1000.0)
+            ReactorChange(int(r["t_ns"]), bool(on), power_MW(r))
             for r, on in zip(inside[changed], states[changed], strict=True)
         ]
         bounds = [lo, *(c.t_ns for c in changes), hi]
@@ -437,7 +427,7 @@ class EventBuilder:
                 st.keep_from(int(np.searchsorted(st.buffer(), horizon - before_ns, "left")))
         reactor = self._streams.get(Stream.REACTOR)
         if reactor is not None and len(reactor.buffer()):
-            reactor.keep_from(int(self._reading_index(np.array([horizon]))[0]))
+            reactor.keep_from(int(reading_index(reactor.buffer(), np.array([horizon]))[0]))
 
     # -- state --------------------------------------------------------------------------------
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from daq.build.eventbuilder import INF_NS
+from daq.core.units import INF_NS
 
 RATE_WINDOW_NS = 10 * 10**9
 """Rates are a stream's pulses per second of its own DAQ time over the last this many ns it

@@ -25,3 +25,25 @@ def times_at_least(t, adc, threshold):
             out[k] = t[i]
             k += 1
     return out[:k].copy() if k < t.shape[0] else out
+
+
+@numba.njit(cache=True, nogil=True)
+def chunk_in_order(t, counts, wm, complete_ns, last_t_ns):
+    """Would consecutive batches (``counts`` pulses each, watermarks ``wm``, pulse times
+    ``t`` one batch after the other) each move a stream forward that is complete below
+    ``complete_ns`` with its last pulse at ``last_t_ns`` (daq.build.order)? One pass: no
+    pulse before the one before it, and each batch's first pulse not below the previous
+    watermark."""
+    if wm[0] < complete_ns:
+        return False
+    k = 0
+    before = complete_ns
+    previous = last_t_ns
+    for i in range(counts.shape[0]):
+        for r in range(counts[i]):
+            if t[k] < previous or (r == 0 and t[k] < before):
+                return False
+            previous = t[k]
+            k += 1
+        before = wm[i]
+    return True

@@ -21,14 +21,14 @@ import logging
 import time
 from dataclasses import asdict
 
-import numpy as np
 import zmq
 from sqlalchemy import Engine
 
+from daq.build.reactor import reactor_pulse
 from daq.control.transitions import ControlClient
 from daq.core.config import Config, default_db_url
 from daq.core.errors import ProtocolError
-from daq.core.records import FLAG_REACTOR_ON, Stream, empty_pulses
+from daq.core.records import Stream, empty_pulses
 from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDriver
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
@@ -45,15 +45,6 @@ QUEUE_PULSES = 1_000_000
 """Reactor readings the process holds while the builder pushes back (never reached)."""
 
 assert set(UNITS) == set(QUANTITIES)
-
-
-def reactor_pulses(reading: Reading, on_threshold_MW: float) -> np.ndarray:
-    """The REACTOR-stream pulse of one reading: t_ns, power in kW, the ON flag."""
-    pulses = empty_pulses(1)
-    pulses["t_ns"] = reading.t_ns
-    pulses["adc"] = min(max(round(reading.power_MW * 1000), 0), 2**32 - 1)
-    pulses["flags"] = FLAG_REACTOR_ON if reading.power_MW >= on_threshold_MW else 0
-    return pulses
 
 
 def record(engine: Engine, reading: Reading) -> None:
@@ -178,7 +169,9 @@ class SlowControl:
 
     def _send(self, kind: int, watermark_ns: int, reading: Reading | None = None) -> None:
         pulses = (
-            empty_pulses() if reading is None else reactor_pulses(reading, self.on_threshold_MW)
+            empty_pulses()
+            if reading is None
+            else reactor_pulse(reading.t_ns, reading.power_MW, self.on_threshold_MW)
         )
         self.outbox.put(Batch(kind, Stream.REACTOR, self.run, self.seq, watermark_ns, pulses))
         self.seq += 1

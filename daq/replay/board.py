@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from daq.core.units import INF_NS
+
 BOARD_FIELDS = ("watermark_ns", "pulses", "messages", "done", "ready")
 """Columns of a stream's row."""
 WATERMARK, SENT_PULSES, SENT_MESSAGES, DONE, READY = range(len(BOARD_FIELDS))
 START, RELEASE, TOTAL, INTACT = range(4)
-NEVER_NS = -(2**62)
-"""Board watermark of a stream that has sent nothing yet."""
 
 
 def open_board(path: Path, streams: int | None = None) -> np.ndarray:
@@ -28,7 +28,7 @@ def open_board(path: Path, streams: int | None = None) -> np.ndarray:
         board = np.lib.format.open_memmap(
             path, mode="w+", dtype=np.int64, shape=(streams + 1, len(BOARD_FIELDS))
         )
-        board[:-1, WATERMARK] = NEVER_NS
+        board[:-1, WATERMARK] = -INF_NS  # sent nothing yet
         board.flush()
         return board
     return np.lib.format.open_memmap(path, mode="r+")

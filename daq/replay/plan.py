@@ -28,14 +28,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from daq.core.records import FLAG_REACTOR_ON, Stream
+from daq.build.order import StreamOrder
+from daq.build.reactor import on_at
+from daq.core.records import Stream
 from daq.formats.rawfile import RawReader
 from daq.formats.rawindex import PulseIndex
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
-from daq.kernels.arrays import is_sorted
 
 log = logging.getLogger("daq.replay.plan")
 
@@ -46,55 +46,6 @@ PREFETCH = 4
 """Messages the reader prepares ahead of the one being sent."""
 PACED_CHUNK_WALL_S = 0.1
 """With --speed, a message spans at most this much wall time of DAQ data (s)."""
-
-
-class _Builder:
-    """The acceptance state the EventBuilder keeps for one stream (EventBuilder._apply)."""
-
-    def __init__(self) -> None:
-        self.complete_ns = -(2**62)
-        self.last_t_ns = -(2**62)
-
-    def accepts(self, t: np.ndarray, watermark_ns: int) -> bool:
-        """Would the builder apply this batch (given as its pulse times and watermark)?"""
-        if watermark_ns < self.complete_ns:
-            return False
-        if len(t) and (t[0] < max(self.complete_ns, self.last_t_ns) or not is_sorted(t)):
-            return False
-        return True
-
-    def apply(self, t: np.ndarray, watermark_ns: int) -> None:
-        """Follow a batch the builder accepts."""
-        self.complete_ns = watermark_ns
-        if len(t):
-            self.last_t_ns = int(t[-1])
-
-    def accepts_chunk(self, t: np.ndarray, counts: np.ndarray, wm: np.ndarray) -> bool:
-        """Would the builder accept every batch of a chunk, one after the other?
-
-        ``t``: the chunk's pulse times; ``counts``: pulses of each batch; ``wm``: each
-        batch's watermark (non-decreasing, checked on the index).
-        """
-        return _chunk_accepted(t, counts, wm, self.complete_ns, self.last_t_ns)
-
-
-@numba.njit(cache=True, nogil=True)
-def _chunk_accepted(t, counts, wm, complete_ns, last_t_ns):
-    """_Builder.accepts_chunk in one pass: no pulse before the one sent last, and each
-    batch's first pulse not below the previous batch's watermark."""
-    if wm[0] < complete_ns:
-        return False
-    k = 0
-    before = complete_ns
-    previous = last_t_ns
-    for i in range(counts.shape[0]):
-        for r in range(counts[i]):
-            if t[k] < previous or (r == 0 and t[k] < before):
-                return False
-            previous = t[k]
-            k += 1
-        before = wm[i]
-    return True
 
 
 class _Plan:
@@ -148,9 +99,9 @@ class _Plan:
         return groups
 
     def _reactor_state(self, t: np.ndarray) -> np.ndarray:
-        """Reactor state (0/1) at each time as the builder looks it up (last reading at or
-        before t, else the first). If the reactor stream is not regular, a stand-in that
-        changes after every batch with dead time, so that such a batch ends its chunk."""
+        """Reactor state (0/1) at each time as the builder looks it up (daq.build.reactor).
+        If the reactor stream is not regular, a stand-in that changes after every batch with
+        dead time, so that such a batch ends its chunk."""
         rows, batches = self.index.of_stream(int(Stream.REACTOR))
         readings = self.index.pulses(rows)
         if not self._regular(batches, self.index.run) or np.any(np.diff(readings["t_ns"]) < 0):
@@ -158,8 +109,7 @@ class _Plan:
             return np.cumsum(dead) + dead  # changes after every batch with dead time
         if not len(readings):
             return np.zeros(len(t), dtype=np.int64)
-        i = np.maximum(np.searchsorted(readings["t_ns"], t, side="right") - 1, 0)
-        return ((readings["flags"][i] & FLAG_REACTOR_ON) != 0).astype(np.int64)
+        return on_at(readings, t).astype(np.int64)
 
     def messages(self) -> Iterator[Batch]:
         """The wire messages in sending order."""
@@ -168,22 +118,22 @@ class _Plan:
             for i, row in enumerate(self.rows):
                 yield self._batch(b[i], self.index.pulses([row]), int(b["seq"][i]))
             return
-        state = _Builder()
+        order = StreamOrder()
         counts, wm = b["n"], b["watermark_ns"]
         seq = 0
         for p, (first, end) in enumerate(zip(self.bounds[:-1], self.bounds[1:], strict=True)):
             pulses = self.index.pulses(self.rows[first:end])
             t = pulses["t_ns"]
             if self.chunked[first] and end - first > 1:
-                if state.accepts_chunk(t, counts[first:end], wm[first:end]):
-                    state.apply(t, int(wm[end - 1]))
+                if order.accepts_chunk(t, counts[first:end], wm[first:end]):
+                    order.advance(t, int(wm[end - 1]))
                     yield self._chunk(p, int(wm[end - 1]), pulses, seq)
                     seq += 1
                     continue
             for i in range(first, end):  # a message of its own, or a chunk not accepted
                 one = self.index.pulses(self.rows[i : i + 1])
-                if state.accepts(one["t_ns"], int(wm[i])):
-                    state.apply(one["t_ns"], int(wm[i]))
+                if order.accepts(one["t_ns"], int(wm[i])):
+                    order.advance(one["t_ns"], int(wm[i]))
                 yield self._batch(b[i], one, seq)
                 seq += 1
 

@@ -16,7 +16,7 @@ from daq.formats.rawfile import EVENTS, PULSES, RawReader, RawWriter, raw_path
 from daq.formats.rawindex import INDEX_DTYPE, _room, scan_pulses
 from daq.formats.wire import KIND_DATA, Batch
 from daq.kernels.tagging import tag_window
-from daq.replay.plan import _Builder, _Plan, shuffled
+from daq.replay.plan import _Plan, shuffled
 from daq.replay.scan import parse_scan
 from hardware_sim.bench.synthetic import Rates, write_synthetic_run
 from hardware_sim.bench.tagging import tag_merge_asof, tag_searchsorted
@@ -165,27 +165,6 @@ def test_irregular_streams_are_sent_as_recorded(synthetic, tmp_path):
     assert reference[0].streams["hpge"].missing_batches == 1
     assert reference[0].streams["acv"].rejected_messages == 1
     assert_same_build(reference, build(planned(scan_pulses(path), 5000, 10**9)))
-
-
-def test_a_chunk_is_joined_only_where_the_builder_takes_each_batch():
-    """The reader's copy of the builder's acceptance rules, batch by batch inside a chunk."""
-    state = _Builder()
-    state.apply(np.array([90]), 100)  # complete below 100 ns, last pulse at 90 ns
-    t = np.array([100, 150, 210, 260])
-    counts, wm = np.array([2, 0, 2]), np.array([200, 200, 300])
-
-    def accepts(times, n=counts, marks=wm):
-        return state.accepts_chunk(np.array(times), n, marks)
-
-    assert accepts(t)
-    assert not accepts([100, 150, 199, 260])  # 3rd batch starts below the 2nd's watermark
-    assert not accepts([100, 150, 260, 210])  # not time-ordered
-    assert not accepts([99, 150, 210, 260])  # below what the stream had completed
-    assert not accepts(t, marks=np.array([99, 200, 300]))  # watermark going back
-    state.apply(np.array([120]), 120)
-    later = np.array([130, 200, 300])
-    assert not accepts([119, 150, 210, 260], marks=later)  # before the last pulse sent
-    assert accepts([120, 150, 210, 260], marks=later)  # equal times are allowed
 
 
 def test_tagging_baselines_agree_with_the_kernel():

@@ -10,11 +10,11 @@ from frontend_stub import StubFrontend
 from process_bench import Bench
 from sqlalchemy import select
 
+from daq.build.reactor import reactor_pulse
 from daq.core.config import Config
 from daq.core.records import FLAG_REACTOR_ON, Stream
-from daq.drivers.slowcontrol_device import Reading, SlowControlDriver
+from daq.drivers.slowcontrol_device import SlowControlDriver
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR
-from daq.processes.slowcontrol import reactor_pulses
 from daq.store.models import SlowControlReading
 from daq.store.session import make_engine
 
@@ -45,7 +45,7 @@ def test_driver_reads_and_sets_power():
 
 
 def test_reactor_flag_at_the_threshold():
-    on = [reactor_pulses(Reading(5, p, 0, 0, 0), 100.0)[0] for p in (99.999, 100.0, 2900.0)]
+    on = [reactor_pulse(5, p, 100.0)[0] for p in (99.999, 100.0, 2900.0)]
     assert [p["flags"] & FLAG_REACTOR_ON for p in on] == [0, FLAG_REACTOR_ON, FLAG_REACTOR_ON]
     assert [int(p["adc"]) for p in on] == [99_999, 100_000, 2_900_000]
     assert all(p["t_ns"] == 5 for p in on)
