@@ -33,6 +33,7 @@ import numpy as np
 from daq.core.errors import RawFileError
 from daq.core.records import PULSE_DTYPE
 from daq.formats.rawfile import BATCH_KEYS, BLOCK_HEADER_DTYPE, open_pulses
+from daq.formats.wire import HEADER, MAGIC, VERSION
 
 INDEX_DTYPE = np.dtype(
     [
@@ -72,6 +73,10 @@ def _keys(*keys: str) -> tuple[np.ndarray, np.ndarray]:
 _KEYS = {1: _keys(*BATCH_KEYS, "crc32"), 2: _keys("batches", "crc32")}
 _HEX_HEADER = 2 * BLOCK_HEADER_DTYPE.itemsize  # hex digits of one wire header in a block
 _U32_MAX = 2**32 - 1
+assert HEADER.format == "<2sBBB3xIIQqqII", "the scan packs wire headers in this layout"
+_WIRE_PREFIX = np.uint64(int.from_bytes(MAGIC + bytes([VERSION]), "little"))
+"""The first three bytes of every packed wire header (magic, version), as the scan feeds
+them to the checksum: taken from daq.formats.wire, so the two cannot disagree."""
 _RANGES = np.array(  # allowed range of each header field (the formats of wire.HEADER)
     [[0, 255], [0, 255], [0, _U32_MAX], [0, 2**63 - 1], [-(2**63), 2**63 - 1]]
     + [[-(2**63), 2**63 - 1], [0, _U32_MAX], [0, _U32_MAX], [0, _U32_MAX]],
@@ -292,11 +297,11 @@ def _record_batch(b, header, lo, hi, body, body_len, row, itemsize):
 
 
 @numba.njit(cache=True, nogil=True)
-def _header_crc(crc, row, tab):
-    """Feed the 48-byte packed wire header of an index row to a running (inverted) crc."""
+def _header_crc(crc, row, tab, prefix):
+    """Feed the 48-byte packed wire header of an index row to a running (inverted) crc;
+    ``prefix``: its first three bytes (magic and version) as a number (_WIRE_PREFIX)."""
     first = (
-        np.uint64(0x514E)  # b"NQ"
-        | (np.uint64(1) << np.uint64(16))  # version
+        prefix
         | (np.uint64(row[_KIND]) << np.uint64(24))
         | (np.uint64(row[_STREAM]) << np.uint64(32))
     )
@@ -332,12 +337,12 @@ def _words(b, w64, w32, w16, row, r):
 
 
 @numba.njit(cache=True, nogil=True)
-def _crc_rows(b, w64, w32, w16, rows, first, last, tab):
+def _crc_rows(b, w64, w32, w16, rows, first, last, tab, prefix):
     """crc32 of index rows [first, last): each packed wire header, then its records."""
     crc = np.uint32(0xFFFFFFFF)
     for i in range(first, last):
         row = rows[i]
-        crc = _header_crc(crc, row, tab)
+        crc = _header_crc(crc, row, tab, prefix)
         for r in range(row[_N]):
             t, rest = _words(b, w64, w32, w16, row, r)
             crc = _crc_u64(_crc_u64(crc, t, tab), rest, tab)
@@ -403,7 +408,7 @@ def _block_v2(b, where, block, rows, count, ranges, itemsize):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(b, w64, w32, w16, rows, tab, version, key_bytes, key_ends, itemsize, ranges):
+def _scan(b, w64, w32, w16, rows, tab, prefix, version, key_bytes, key_ends, itemsize, ranges):
     """(index rows, count, status, offset): status 0 = intact, else a _REASONS code at offset.
     ``rows``: room for the index (uninitialised; grown when too small)."""
     size = b.shape[0]
@@ -462,7 +467,7 @@ def _scan(b, w64, w32, w16, rows, tab, version, key_bytes, key_ends, itemsize, r
             k = _block_v2(b, where, block, rows, count, ranges, itemsize) if ok else -1
         if k < 0 or crc_out[0] < 0 or crc_out[0] > ranges[-1, 1]:
             return rows, count, 5, pos
-        if _crc_rows(b, w64, w32, w16, rows, count, count + k, tab) != crc_out[0]:
+        if _crc_rows(b, w64, w32, w16, rows, count, count + k, tab, prefix) != crc_out[0]:
             return rows, count, 6, pos
         count += k
         pos = hi + body_len
@@ -557,7 +562,15 @@ def scan_pulses(path: str | Path) -> PulseIndex:
     # a 10^8-pulse file has ~5 M batches, 0.5 GB of index
     room = np.empty((max(len(buffer) // 256, 16), _NF), dtype=np.int64)
     rows, count, status, offset = _scan(
-        buffer, *_typed(buffer), room, _CRC, version, *_KEYS[version], _ITEMSIZE, _RANGES
+        buffer,
+        *_typed(buffer),
+        room,
+        _CRC,
+        _WIRE_PREFIX,
+        version,
+        *_KEYS[version],
+        _ITEMSIZE,
+        _RANGES,
     )
     batches = np.ascontiguousarray(rows[:count]).view(INDEX_DTYPE).reshape(count)
     reason = "" if status == 0 else f"{_REASONS[status]} at offset {offset}"
