@@ -18,8 +18,19 @@ REACTOR_STATES = ("off", "on")
 """Index 0 = reactor OFF, 1 = reactor ON (first axis of ``BuildUpdate.hist``)."""
 
 
+class _Counters:
+    """Integer counters that add up field by field (the increments below)."""
+
+    __slots__ = ()
+
+    def add(self, other: _Counters) -> None:
+        """Accumulate another increment of the same kind in place."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
 @dataclass(slots=True)
-class ExposureDelta:
+class ExposureDelta(_Counters):
     """Exposure increment of one reactor state (ns and counts)."""
 
     elapsed_ns: int = 0
@@ -38,14 +49,9 @@ class ExposureDelta:
         """Live time (ns): elapsed minus dead."""
         return self.elapsed_ns - self.dead_ns
 
-    def add(self, other: ExposureDelta) -> None:
-        """Accumulate another increment in place."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
 
 @dataclass(slots=True)
-class StreamDelta:
+class StreamDelta(_Counters):
     """Bookkeeping increment of one stream: what arrived and what is known lost."""
 
     pulses: int = 0
@@ -59,11 +65,6 @@ class StreamDelta:
     def lost(self) -> int:
         """Pulses and frames known lost (a lost frame's pulse count is unknown: counted once)."""
         return self.dropped + self.lost_frames + self.missing_batches
-
-    def add(self, other: StreamDelta) -> None:
-        """Accumulate another increment in place."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass(slots=True)

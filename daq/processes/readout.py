@@ -31,20 +31,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import zmq
 
 from daq.control.transitions import ControlClient
-from daq.core.config import Config, Frontend
+from daq.core.config import Frontend
 from daq.core.errors import ProtocolError
 from daq.core.records import Stream, empty_pulses, stream_by_name
 from daq.drivers.listmode import EndFrameLost, FrontendDriver
-from daq.formats.protocol import DecoderStats, Frame
+from daq.formats.protocol import Frame
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
+from daq.processes.participant import EXIT_DEVICE_LOST, EXIT_DRAIN_S, RunParticipant, builder_links
 
 log = logging.getLogger("daq.processes.readout")  # also when run as __main__
 
@@ -56,27 +56,13 @@ IDLE_POLL_MS = 100
 """Wait for a transition (ms) per turn of the loop between runs."""
 RECONNECT_INTERVAL_S = 1.0
 """Pause (s) between two attempts to bring a lost device back."""
-DRAIN_TIMEOUT_S = 30.0
-"""Longest wait (s) at end of run for the builder to take the queued batches."""
-EXIT_DEVICE_LOST = 3
-"""Exit status when the device stayed unreachable for ``timeout_s``."""
 
 
 class DeviceLost(ProtocolError):
     """The front-end stayed unreachable for longer than its timeout."""
 
 
-def _lost_frames(stats: DecoderStats) -> int:
-    """Frames lost on the line: the frame-counter gaps.
-
-    Not CRC failures plus bad headers plus gaps: a damaged frame shows up as a CRC (or
-    header) failure *and* as the gap it leaves, and a bad header can be noise that only
-    looked like a sync word; the gaps count every lost frame exactly once.
-    """
-    return stats.missing_frames
-
-
-class Readout:
+class Readout(RunParticipant):
     """Drives one front-end through runs and turns its frames into batches."""
 
     def __init__(
@@ -109,29 +95,13 @@ class Readout:
                     raise
                 self._emit_when_due()
             transition = self.control.poll(0 if self.run is not None else IDLE_POLL_MS)
-            if transition is not None and self._handle(transition):
+            if transition is not None and self.handle(transition):
                 return 0
             self.outbox.flush()
         log.info("stop signal")
         if self.run is not None:
-            self._end_run(drain_s=5.0)
+            self._end_run(EXIT_DRAIN_S)
         return 0
-
-    def _handle(self, transition: dict) -> bool:
-        """Act on one transition; True when the process should exit."""
-        kind = transition["type"]
-        log.info("transition %s", transition)
-        if kind == "begin":
-            self._begin(transition)
-        elif kind == "end":
-            info, error = self._end_run(DRAIN_TIMEOUT_S) if self.run is not None else ({}, "")
-            self.control.ack(transition, ok=not error, error=error, **info)
-        else:
-            if self.run is not None:
-                self._end_run(drain_s=5.0)
-            self.control.ack(transition)
-            return True
-        return False
 
     # -- runs ---------------------------------------------------------------------------------
     def _device_settings(self) -> dict[str, object]:
@@ -167,7 +137,7 @@ class Readout:
         self.pending = 0
         self.dead_ns = 0
         self.last_emit = time.monotonic()
-        self._lost_mark = _lost_frames(self.driver.stats)
+        self._lost_mark = self.driver.stats.missing_frames
         self._stats_at_begin = dataclasses.replace(self.driver.stats)
         self._run_sent_at_begin = self.outbox.sent_pulses
         self._run_dropped_at_begin = self.outbox.dropped
@@ -282,7 +252,10 @@ class Readout:
         return pulses
 
     def _put(self, kind: int, pulses: np.ndarray) -> None:
-        total = _lost_frames(self.driver.stats)
+        # Lost frames are the frame-counter gaps, not CRC failures plus bad headers plus gaps:
+        # a damaged frame is a CRC (or header) failure *and* the gap it leaves, and a bad
+        # header can be noise that only looked like a sync word; gaps count each loss once.
+        total = self.driver.stats.missing_frames
         lost, self._lost_mark = total - self._lost_mark, total
         self._run_lost += lost
         batch = Batch(
@@ -313,19 +286,6 @@ def open_device(url: str, settings: Frontend, stop: StopFlag) -> FrontendDriver:
             time.sleep(RECONNECT_INTERVAL_S)
 
 
-def connect_to_builder(
-    config: Config, data_dir: Path, name: str
-) -> tuple[zmq.Context, zmq.Socket, ControlClient]:
-    """A front-end process's links: its ZeroMQ context, the PUSH of its batches to the
-    builder, and its run-control client."""
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, config.network.send_hwm)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(config.endpoint("builder_data", data_dir))
-    return ctx, push, ControlClient(ctx, config.endpoint("transitions", data_dir), name)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Main of the readout service (one per front-end stream)."""
     parser = base_parser("Read one front-end and send its pulses to the builder.")
@@ -342,14 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceLost as err:
         log.error("%s", err)
         return EXIT_DEVICE_LOST
-    ctx, push, control = connect_to_builder(config, data_dir, name)
     try:
-        return Readout(stream, driver, settings, push, control).serve(stop)
+        with builder_links(config, data_dir, name) as (push, control):
+            return Readout(stream, driver, settings, push, control).serve(stop)
     except DeviceLost as err:
         log.error("%s", err)
         return EXIT_DEVICE_LOST
     finally:
         driver.close()
-        control.close()
-        push.close()
-        ctx.term()

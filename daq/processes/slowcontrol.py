@@ -33,7 +33,7 @@ from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDrive
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
-from daq.processes.readout import DRAIN_TIMEOUT_S, EXIT_DEVICE_LOST, connect_to_builder
+from daq.processes.participant import EXIT_DEVICE_LOST, EXIT_DRAIN_S, RunParticipant, builder_links
 from daq.store.models import SlowControlReading, utcnow
 from daq.store.session import make_engine, session_scope, upgrade_database
 
@@ -60,7 +60,7 @@ def record(engine: Engine, reading: Reading) -> None:
         )
 
 
-class SlowControl:
+class SlowControl(RunParticipant):
     """Polls the device, records every reading, and feeds the REACTOR stream during runs."""
 
     def __init__(
@@ -89,7 +89,7 @@ class SlowControl:
         while not stop:
             wait_ms = max(0, int(1000 * (next_poll - time.monotonic())))
             transition = self.control.poll(min(wait_ms, 100))
-            if transition is not None and self._handle(transition):
+            if transition is not None and self.handle(transition):
                 return 0
             if time.monotonic() >= next_poll:
                 next_poll = max(next_poll + self.interval_s, time.monotonic())
@@ -99,7 +99,7 @@ class SlowControl:
             self.outbox.flush()
         log.info("stop signal")
         if self.run is not None:
-            self._end_run()
+            self._end_run(EXIT_DRAIN_S)
         return 0
 
     def read(self) -> Reading | None:
@@ -121,22 +121,6 @@ class SlowControl:
         self.readings += 1
         return reading
 
-    def _handle(self, transition: dict) -> bool:
-        """Act on one transition; True when the process should exit."""
-        log.info("transition %s", transition)
-        kind = transition["type"]
-        if kind == "begin":
-            self._begin(transition)
-        elif kind == "end":
-            info, error = self._end_run() if self.run is not None else ({}, "")
-            self.control.ack(transition, ok=not error, error=error, **info)
-        else:
-            if self.run is not None:
-                self._end_run()
-            self.control.ack(transition)
-            return True
-        return False
-
     def _begin(self, transition: dict) -> None:
         if self.run is not None:
             self.control.ack(transition, ok=False, error=f"run {self.run} is still running")
@@ -153,14 +137,14 @@ class SlowControl:
         log.info("run %d begins: %s", self.run, reading)
         self.control.ack(transition, power_MW=reading.power_MW)
 
-    def _end_run(self) -> tuple[dict, str]:
+    def _end_run(self, drain_s: float) -> tuple[dict, str]:
         error = ""
         reading = self.read()
         if reading is not None:
             self._send(KIND_DATA, reading.t_ns + 1, reading)
         self._send(KIND_EOR, self.last.t_ns + 1)
-        if not self.outbox.drain(DRAIN_TIMEOUT_S):
-            error = f"the builder did not take {len(self.outbox.queue)} batches"
+        if not self.outbox.drain(drain_s):
+            error = f"the builder did not take {len(self.outbox.queue)} batches in {drain_s:g} s"
             log.error("%s", error)
         info = {"readings": self.readings - self._readings_at_begin}
         log.info("run %d ended: %s", self.run, info)
@@ -192,12 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except ProtocolError as err:
         log.error("%s", err)
         return EXIT_DEVICE_LOST
-    ctx, push, control = connect_to_builder(config, data_dir, "slowcontrol")
     try:
-        return SlowControl(driver, config, engine, push, control).serve(stop)
+        with builder_links(config, data_dir, "slowcontrol") as (push, control):
+            return SlowControl(driver, config, engine, push, control).serve(stop)
     finally:
         driver.close()
-        control.close()
-        push.close()
-        ctx.term()
         engine.dispose()
