@@ -102,7 +102,7 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
 
 
 def _status_line(rc: RunControl) -> str:
-    mon = rc.snapshot or {}
+    mon = rc.snapshots.latest
     rates = mon.get("rates_hz", {})
     lost = mon.get("lost", {})
     parts = [f"run {rc.machine.run or '-'} {rc.machine.state.value}"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import zmq
 
+from daq.control.observer import SnapshotSubscriber
 from daq.control.runstate import RunState, RunStateMachine
 from daq.core.config import Config
 from daq.core.errors import RunControlError
@@ -62,11 +63,7 @@ class RunControl:
         self.rep = self.ctx.socket(zmq.REP)
         self.rep.setsockopt(zmq.LINGER, 0)
         self.rep.bind(config.endpoint("run_control", data_dir))
-        self.monitor = self.ctx.socket(zmq.SUB)
-        self.monitor.setsockopt(zmq.SUBSCRIBE, b"")
-        self.monitor.setsockopt(zmq.LINGER, 0)
-        self.monitor.connect(config.endpoint("monitor", data_dir))
-        self.snapshot: dict = {}
+        self.snapshots = SnapshotSubscriber(self.ctx, config.endpoint("monitor", data_dir))
 
     # -- the transition channel -------------------------------------------------------------
     def _handle_process_message(self, identity: bytes, message: dict) -> dict | None:
@@ -88,8 +85,7 @@ class RunControl:
             if message is not None:
                 acks.append(message)
             timeout_ms = 0
-        while self.monitor.poll(0, zmq.POLLIN):
-            self.snapshot = json.loads(self.monitor.recv())
+        self.snapshots.drain()
         return acks
 
     def wait_for_processes(self, names, timeout_s: float, alive=lambda: None) -> None:
@@ -209,7 +205,7 @@ class RunControl:
             "elapsed_s": time.time() - self.run_started if running and self.run_started else 0,
             "processes": sorted(self.processes),
             "error": self.error,
-            "monitor": self.snapshot,
+            "monitor": self.snapshots.latest,
             "last_summary": self.last_summary,
         }
 
@@ -242,8 +238,9 @@ class RunControl:
 
     def close(self) -> None:
         """Close every socket."""
-        for sock in (self.router, self.rep, self.monitor):
+        for sock in (self.router, self.rep):
             sock.close(0)
+        self.snapshots.close()
 
 
 def request(config: Config, data_dir: Path, command: str, timeout_s: float = 90.0, **fields):

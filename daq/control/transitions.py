@@ -48,6 +48,12 @@ class ControlClient:
             raise ValueError(f"unknown transition {message.get('type')!r}")
         return message
 
+    def acknowledge_pending(self) -> None:
+        """Acknowledge every transition that arrived (for an observer that says hello, so run
+        control lists it, but takes no part in runs)."""
+        while (transition := self.poll(0)) is not None:
+            self.ack(transition)
+
     def ack(self, transition: dict, ok: bool = True, error: str = "", **info) -> None:
         """Acknowledge a transition (with whatever the process wants run control to know)."""
         self.send(

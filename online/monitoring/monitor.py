@@ -11,19 +11,16 @@ automatic logbook entries (``online.monitoring.alarms.sync_alarms``). Run contro
 seconds during a transition, so a missing answer counts as "unreachable" only after
 ``silent_stream_s``.
 
-Every ``analysis.interval_s`` while a run is going it calls the live analysis, the first of
-``LIVE_ANALYSIS_HOOKS`` that exists, as ``hook(engine, config, run_number)`` in a worker
-thread (one at a time); the hook records its result in ``analysis_history``.
+Every ``analysis.interval_s`` while a run is going it runs the live analysis
+(online.analysis.live.record_live_analysis) in a worker thread, one at a time; it records its
+result in ``analysis_history``.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +28,7 @@ from pathlib import Path
 import zmq
 from sqlalchemy import Engine, select
 
+from daq.control.observer import SnapshotSubscriber
 from daq.control.runcontrol import BEGIN_ORDER, request
 from daq.control.transitions import ControlClient
 from daq.core.config import Config, default_db_url
@@ -38,6 +36,7 @@ from daq.core.errors import NudaqError
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.models import SlowControlReading
 from daq.store.session import make_engine, session_scope, upgrade_database
+from online.analysis.live import record_live_analysis
 from online.monitoring.alarms import STREAMS, AlarmEvaluator, Condition, Observation, sync_alarms
 
 log = logging.getLogger(__name__)
@@ -48,29 +47,6 @@ SLOW_CONTROL_STALE_S = 300.0
 """Slow-control readings older than this are not used for alarms (wall s)."""
 HV_QUANTITY = "hv_V"
 LN2_QUANTITY = "ln2_pct"
-LIVE_ANALYSIS_HOOKS = (
-    "online.analysis.live:record_live_analysis",
-    "online.analysis:record_live_analysis",
-)
-"""Where the live analysis ``record_live_analysis(engine, config, run_number)`` may live."""
-
-AnalysisHook = Callable[[Engine, Config, int | None], object]
-
-
-def find_live_analysis() -> AnalysisHook | None:
-    """The first live-analysis function of LIVE_ANALYSIS_HOOKS that exists, else None."""
-    for spec in LIVE_ANALYSIS_HOOKS:
-        module_name, name = spec.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
-        hook = getattr(module, name, None)
-        if callable(hook):
-            return hook
-    return None
 
 
 def latest_reading(session, quantity: str, max_age_s: float) -> float | None:
@@ -96,33 +72,15 @@ class Monitor:
         self.data_dir = Path(data_dir)
         self.engine = engine
         ctx = ctx or zmq.Context.instance()
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.connect(config.endpoint("monitor", data_dir))
+        self.snapshots = SnapshotSubscriber(ctx, config.endpoint("monitor", data_dir))
         self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), "monitor")
         self.evaluator = AlarmEvaluator(config.alarms, BEGIN_ORDER)
         self._recorded: list[Condition] | None = None
-        self.snapshot: dict = {}
-        self.snapshot_at: float | None = None
         self.status: dict | None = None
         self.status_at = -float("inf")
-        self.analysis = find_live_analysis()
-        if self.analysis is None:
-            log.info("no live analysis function (%s); none run", ", ".join(LIVE_ANALYSIS_HOOKS))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="live-analysis")
         self._analysis_job: Future | None = None
         self._next_analysis = time.monotonic() + config.analysis.interval_s
-
-    def _drain(self) -> None:
-        while self.sub.poll(0, zmq.POLLIN):
-            try:
-                self.snapshot = json.loads(self.sub.recv())
-                self.snapshot_at = time.monotonic()
-            except ValueError:
-                log.warning("ignored a monitor snapshot that is not JSON")
-        while (transition := self.control.poll(0)) is not None:
-            self.control.ack(transition)
 
     def _run_control(self, now: float) -> dict | None:
         """Run control's status; the previous one while it is briefly busy; None if gone."""
@@ -137,12 +95,16 @@ class Monitor:
 
     def observe(self) -> Observation:
         """What the system looks like now."""
-        self._drain()
+        self.snapshots.drain()
+        self.control.acknowledge_pending()
         now = time.monotonic()
         rc = self._run_control(now)
         if rc is None:
             return Observation(time_s=now, state="unreachable")
-        snap = self.snapshot if self.snapshot_at is not None else rc.get("monitor") or {}
+        if self.snapshots.received_at is not None:
+            snap = self.snapshots.latest
+        else:
+            snap = rc.get("monitor") or {}
         with session_scope(self.engine, readonly=True) as session:
             hv = latest_reading(session, HV_QUANTITY, SLOW_CONTROL_STALE_S)
             ln2 = latest_reading(session, LN2_QUANTITY, SLOW_CONTROL_STALE_S)
@@ -181,7 +143,7 @@ class Monitor:
 
     def _maybe_analyse(self, obs: Observation) -> None:
         now = time.monotonic()
-        if self.analysis is None or now < self._next_analysis or obs.state != "running":
+        if now < self._next_analysis or obs.state != "running":
             return
         if self._analysis_job is not None and not self._analysis_job.done():
             return
@@ -190,7 +152,7 @@ class Monitor:
 
     def _analyse(self, run: int | None) -> None:
         try:
-            self.analysis(self.engine, self.config, run)
+            record_live_analysis(self.engine, self.config, run)
         except NudaqError as err:
             log.info("live analysis not possible yet: %s", err)
         except Exception:  # the monitor keeps raising alarms whatever the analysis does
@@ -209,7 +171,7 @@ class Monitor:
     def close(self) -> None:
         """Wait for a running analysis, close the sockets."""
         self._executor.shutdown(wait=True, cancel_futures=True)
-        self.sub.close(0)
+        self.snapshots.close()
         self.control.close()
 
 

@@ -9,7 +9,6 @@ channel, so run control lists the web server among its processes.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import zmq
 from sqlalchemy import Engine, select
 
+from daq.control.observer import SnapshotSubscriber
 from daq.control.runcontrol import request
 from daq.control.transitions import ControlClient
 from daq.core.config import Config
@@ -102,8 +102,8 @@ class LiveStatus:
         self.engine = engine
         self.poll_s = poll_s
         self.rates: deque[tuple[datetime, dict[str, float]]] = deque(maxlen=RATE_HISTORY)
-        self._snapshot: dict = {}
-        self._snapshot_at: float | None = None
+        self._snapshots: SnapshotSubscriber | None = None
+        """The builder's snapshots, read by the polling thread (which owns the socket)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         with session_scope(engine, readonly=True) as session:
@@ -122,33 +122,22 @@ class LiveStatus:
 
     def _run(self) -> None:
         ctx = zmq.Context.instance()
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.connect(self.config.endpoint("monitor", self.data_dir))
+        snapshots = SnapshotSubscriber(ctx, self.config.endpoint("monitor", self.data_dir))
+        self._snapshots = snapshots
         control = ControlClient(ctx, self.config.endpoint("transitions", self.data_dir), "web")
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                self._drain(sub, control)
+                snapshots.drain()
+                control.acknowledge_pending()
                 try:
                     self.refresh()
                 except Exception:  # a broken poll must not end live monitoring
                     log.exception("live status refresh failed")
                 self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - started)))
         finally:
-            sub.close(0)
+            snapshots.close()
             control.close()
-
-    def _drain(self, sub: zmq.Socket, control: ControlClient) -> None:
-        while sub.poll(0, zmq.POLLIN):
-            try:
-                self._snapshot = json.loads(sub.recv())
-                self._snapshot_at = time.monotonic()
-            except ValueError:
-                log.warning("ignored a monitor snapshot that is not JSON")
-        while (transition := control.poll(0)) is not None:
-            control.ack(transition)
 
     def refresh(self) -> Status:
         """Ask run control, combine with the newest snapshot and SQL; returns the new status."""
@@ -156,8 +145,9 @@ class LiveStatus:
             rc = request(self.config, self.data_dir, "status", timeout_s=STATUS_TIMEOUT_S)
         except NudaqError:
             rc = None
-        age = None if self._snapshot_at is None else time.monotonic() - self._snapshot_at
-        snapshot = self._snapshot
+        snapshots = self._snapshots
+        snapshot = snapshots.latest if snapshots is not None else {}
+        age = snapshots.age_s if snapshots is not None else None
         if rc is not None and (age is None or age > SNAPSHOT_FRESH_S) and rc.get("monitor"):
             snapshot, age = rc["monitor"], None
         with session_scope(self.engine, readonly=True) as session:

@@ -192,9 +192,9 @@ def test_silence_threshold_follows_the_configured_p_value(p_value):
 
 
 def test_monitor_records_alarms_of_a_live_system(db_engine, data_dir, run_control):
-    """online.monitoring.monitor against a real run control and a builder-like snapshot publisher: a
-    frozen data horizon raises silent:horizon (and the impossible disk threshold disk_low) in
-    SQL with logbook entries; the horizon moving again clears it."""
+    """The monitor against a real run control and a builder-like snapshot publisher: a frozen
+    data horizon raises silent:horizon (and the impossible disk threshold disk_low) in SQL
+    with logbook entries; the horizon moving again clears it."""
     config = Config()
     config.alarms.silent_stream_s = 1.0
     config.alarms.disk_low_GB = 1e9
@@ -202,8 +202,7 @@ def test_monitor_records_alarms_of_a_live_system(db_engine, data_dir, run_contro
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(config.endpoint("monitor", data_dir))
     run = request(config, data_dir, "start")["run"]
-    monitor = Monitor(config, data_dir, db_engine)
-    monitor.analysis = None
+    monitor = Monitor(config, data_dir, db_engine)  # the live analysis is not due for 60 s
 
     def step(horizon_ns: int) -> list[str]:
         snapshot = {
