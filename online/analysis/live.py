@@ -22,9 +22,8 @@ from daq.store.runs import by_quality
 from daq.store.session import session_scope
 from daq.store.spectra import select_runs
 from online.analysis.binning import window_bins
-from online.analysis.efficiency import efficiencies
 from online.analysis.inputs import analyse_runs, state_inputs
-from online.analysis.onoff import background_level
+from online.analysis.onoff import background_level, combined
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def _partial_fields(session, window_keV: tuple[float, float]) -> dict:
     }
     if not inputs:
         return fields
-    totals = [0.0] * 5
+    measured = []
     for state, spec in inputs.items():
         try:
             eff = spec.efficiencies(f"reactor {state.upper()}")
@@ -49,12 +48,9 @@ def _partial_fields(session, window_keV: tuple[float, float]) -> dict:
             log.info("live analysis: %s", err)
             continue
         fields[f"exposure_{state}_kg_day"] = spec.exposure_kg_day * eff.live_fraction.value
-        for k, v in enumerate(
-            (spec.rt_expected, spec.rt_events, spec.rt_ac, spec.rt_crv, spec.rt_any)
-        ):
-            totals[k] += v
-    if totals[1] > 0:
-        eff_all = efficiencies(*totals)
+        measured.append(spec)
+    if measured:
+        eff_all = combined(measured).efficiencies("reactor ON and OFF")
         fields["live_fraction"] = eff_all.live_fraction.value
         fields["accidental_ac"] = eff_all.accidental_ac.value
         fields["accidental_crv"] = eff_all.accidental_crv.value

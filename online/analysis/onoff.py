@@ -14,6 +14,7 @@ FC_up(0) sigma_Asimov = 1.645 sigma at 90 % CL.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,27 @@ class SpectrumInput:
         return efficiencies(
             self.rt_expected, self.rt_events, self.rt_ac, self.rt_crv, self.rt_any, what
         )
+
+
+def combined(inputs: Sequence[SpectrumInput]) -> SpectrumInput:
+    """Inputs added up (both reactor states, say): counts, exposure and RT counts; the
+    thermal power is the exposure-weighted mean. The binnings must agree."""
+    if not inputs:
+        raise AnalysisError("nothing to combine: no data")
+    exposure = sum(p.exposure_kg_day for p in inputs)
+    return SpectrumInput(
+        bin_edges_keV=inputs[0].bin_edges_keV,
+        counts=np.sum([p.counts for p in inputs], axis=0),
+        exposure_kg_day=exposure,
+        rt_expected=sum(p.rt_expected for p in inputs),
+        rt_events=sum(p.rt_events for p in inputs),
+        rt_ac=sum(p.rt_ac for p in inputs),
+        rt_crv=sum(p.rt_crv for p in inputs),
+        rt_any=sum(p.rt_any for p in inputs),
+        power_MW=sum(p.power_MW * p.exposure_kg_day for p in inputs) / exposure
+        if exposure > 0
+        else 0.0,
+    )
 
 
 def background_level(
@@ -219,13 +241,7 @@ def analyse(
         raise AnalysisError(f"distance must be positive, got {distance_m:g} m")
     eff_on = on.efficiencies("reactor ON")
     eff_off = off.efficiencies("reactor OFF")
-    eff_all = efficiencies(
-        on.rt_expected + off.rt_expected,
-        on.rt_events + off.rt_events,
-        on.rt_ac + off.rt_ac,
-        on.rt_crv + off.rt_crv,
-        on.rt_any + off.rt_any,
-    )
+    eff_all = combined([on, off]).efficiencies("reactor ON and OFF")
     fit_edges, index = window_bins(on.bin_edges_keV, window_keV)
     n_fit = len(fit_edges) - 1
     n_on = rebin(on.counts, index, n_fit)

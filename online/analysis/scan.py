@@ -23,21 +23,8 @@ from daq.store.runs import get_run
 from daq.store.session import make_engine, session_scope
 from daq.store.spectra import select_runs
 from online.analysis.binning import window_bins
-from online.analysis.efficiency import efficiencies
 from online.analysis.inputs import state_inputs
-from online.analysis.onoff import background_level
-
-
-def _combined(inputs: dict) -> dict:
-    """Both reactor states' analysis inputs added up (counts, exposure, RT counts)."""
-    parts = list(inputs.values())
-    total = {
-        name: sum(getattr(p, name) for p in parts)
-        for name in ("exposure_kg_day", "rt_expected", "rt_events", "rt_ac", "rt_crv", "rt_any")
-    }
-    total["counts"] = np.sum([p.counts for p in parts], axis=0)
-    total["bin_edges_keV"] = parts[0].bin_edges_keV
-    return total
+from online.analysis.onoff import background_level, combined
 
 
 def scan_figures(engine, run: int, tag: str, window_keV: tuple[float, float]) -> dict:
@@ -63,20 +50,13 @@ def scan_figures(engine, run: int, tag: str, window_keV: tuple[float, float]) ->
         out["live_time_s"] = live_ns / 1e9
         out["candidate_rate_hz"] = candidates / (live_ns / 1e9) if live_ns > 0 else None
         try:
-            total = _combined(state_inputs(session, runs, tag))
-            eff = efficiencies(
-                total["rt_expected"],
-                total["rt_events"],
-                total["rt_ac"],
-                total["rt_crv"],
-                total["rt_any"],
-                f"run {run} tag {tag}",
-            )
+            total = combined(list(state_inputs(session, runs, tag).values()))
+            eff = total.efficiencies(f"run {run} tag {tag}")
             out["accidental_veto"] = eff.to_json()["accidental_veto"]
-            _, index = window_bins(total["bin_edges_keV"], window_keV)
-            in_window = float(np.asarray(total["counts"])[index >= 0].sum())
+            _, index = window_bins(total.bin_edges_keV, window_keV)
+            in_window = float(np.asarray(total.counts)[index >= 0].sum())
             level = background_level(
-                in_window, total["exposure_kg_day"], eff, window_keV[1] - window_keV[0]
+                in_window, total.exposure_kg_day, eff, window_keV[1] - window_keV[0]
             )
             out["background_cpd"] = level.to_json()
             out["window_keV"] = list(window_keV)
