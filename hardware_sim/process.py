@@ -13,8 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from daq.core.config import ReactorPeriod, default_data_dir, load_config
+from daq.core.config import ReactorPeriod, load_config
 from daq.core.errors import NudaqError
+from daq.core.paths import data_dir as resolve_data_dir
 from daq.processes.common import StopFlag, setup_logging
 from hardware_sim.crate import SimCrate
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NudaqError, ValueError) as err:
         print(f"hardware_sim: error: {err}", file=sys.stderr)
         return 2
-    data_dir = Path(args.data_dir or default_data_dir()).absolute()
+    data_dir = resolve_data_dir(args.data_dir)
     setup_logging("sim", data_dir)
     stop = StopFlag()
     crate = SimCrate(config, data_dir)

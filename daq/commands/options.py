@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from daq.core.config import Config, default_data_dir, default_db_url, load_config
+from daq.core.config import Config, load_config
+from daq.core.paths import data_dir as resolve_data_dir
+from daq.core.paths import db_url
 
 
 def add_system_options(parser: argparse.ArgumentParser, config: bool = True) -> None:
@@ -23,6 +25,6 @@ def add_system_options(parser: argparse.ArgumentParser, config: bool = True) -> 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path, str]:
     """Configuration, data directory (created) and database URL from the options."""
     config = load_config(getattr(args, "config", None))
-    data_dir = Path(args.data_dir or default_data_dir()).expanduser().absolute()
+    data_dir = resolve_data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return config, data_dir, args.db or default_db_url(data_dir)
+    return config, data_dir, db_url(args.db, data_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -18,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from daq.core.errors import ConfigError
 
-DATA_DIR_ENV = "NUDAQ_DATA_DIR"
 SHIFTER_TOKEN_ENV = "NUDAQ_SHIFTER_TOKEN"
 """The web shifter token, when not in the configuration (never stored with runs)."""
 EXAMPLE_CONFIG = Path(__file__).parent / "configs" / "kuosheng.toml"
@@ -282,13 +280,3 @@ def load_config(path: str | Path | None = None) -> Config:
             f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}"
         ) from None
     return parse_config(data, str(path))
-
-
-def default_data_dir() -> Path:
-    """The data directory: $NUDAQ_DATA_DIR, else ~/nudaq-data."""
-    return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / "nudaq-data")
-
-
-def default_db_url(data_dir: Path) -> str:
-    """The embedded default database: an SQLite file in the data directory."""
-    return f"sqlite:///{Path(data_dir).absolute() / 'nudaq.sqlite'}"

@@ -50,9 +50,10 @@ from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
 from daq.build.increments import StreamDelta
 from daq.build.rates import RateMeter
 from daq.control.transitions import ControlClient
-from daq.core.config import Config, default_db_url
+from daq.core.config import Config
 from daq.core.errors import NudaqError, WireError
 from daq.core.overrides import with_overrides
+from daq.core.paths import db_url
 from daq.core.records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
 from daq.formats.rawfile import PULSES, RawWriter, raw_path
 from daq.formats.wire import decode
@@ -455,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     config, data_dir = common_setup(args, args.name)
     stop = StopFlag()
     ctx = zmq.Context()
-    db_url = args.db or default_db_url(data_dir)
-    process = BuilderProcess(config, data_dir, db_url, ctx, args.name, args.recv_hwm)
+    url = db_url(args.db, data_dir)
+    process = BuilderProcess(config, data_dir, url, ctx, args.name, args.recv_hwm)
     warm_up()  # not in the first build; a replay's clock starts at the begin, after this
     log.info("builder up (pid in logs), data dir %s", data_dir)
     try:

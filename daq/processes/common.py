@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 from typing import NoReturn
 
-from daq.core.config import Config, default_data_dir, load_config
+from daq.core.config import Config, load_config
+from daq.core.paths import data_dir as resolve_data_dir
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -75,7 +76,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 def common_setup(args: argparse.Namespace, name: str) -> tuple[Config, Path]:
     """Load the configuration, create the data directory, start logging."""
     config = load_config(args.config)
-    data_dir = Path(args.data_dir or default_data_dir()).absolute()
+    data_dir = resolve_data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "sockets").mkdir(exist_ok=True)
     setup_logging(name, data_dir)

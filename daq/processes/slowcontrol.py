@@ -26,8 +26,9 @@ from sqlalchemy import Engine
 
 from daq.build.reactor import reactor_pulse
 from daq.control.transitions import ControlClient
-from daq.core.config import Config, default_db_url
+from daq.core.config import Config
 from daq.core.errors import ProtocolError
+from daq.core.paths import db_url
 from daq.core.records import Stream, empty_pulses
 from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDriver
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="pyserial URL of the slow-control device")
     args = parser.parse_args(argv)
     config, data_dir = common_setup(args, "slowcontrol")
-    engine = make_engine(args.db or default_db_url(data_dir))
+    engine = make_engine(db_url(args.db, data_dir))
     upgrade_database(engine)
     stop = StopFlag()
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from daq.core.config import default_db_url
+from daq.core.paths import db_url
 
 SPEEDS = (25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 """Clock speed-ups tried (x real time); at the default rates ~1300 pulses/s each."""
@@ -30,7 +30,7 @@ SPEEDS = (25, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 
 def _run_wall_s(data_dir: Path) -> float:
     """Wall seconds from start to stop of run 1, from the runs table."""
-    engine = create_engine(default_db_url(data_dir))
+    engine = create_engine(db_url(None, data_dir))
     try:
         with engine.connect() as conn:
             start, stop = conn.execute(

@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from daq.core.config import default_data_dir, default_db_url, load_config
+from daq.core.config import load_config
 from daq.core.errors import ConfigError
+from daq.core.paths import data_dir as resolve_data_dir
+from daq.core.paths import db_url
 
 EXIT_DAMAGED = 1
 """Exit status when a file was damaged: replayed around the damage, damage recorded."""
@@ -149,12 +151,12 @@ def run(args: argparse.Namespace) -> int:
     from daq.replay.scan import parse_scan
     from online.analysis.scan import add_scan_figures
 
-    data_dir = Path(args.data_dir or default_data_dir()).expanduser().absolute()
+    data_dir = resolve_data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config) if args.config else None
     options = ReplayOptions(
         data_dir=data_dir,
-        db_url=args.db or default_db_url(data_dir),
+        db_url=db_url(args.db, data_dir),
         config=config,
         tag=args.tag,
         scan=parse_scan(args.scan, config or load_config(None)) if args.scan else None,

@@ -31,8 +31,9 @@ from sqlalchemy import Engine, select
 from daq.control.observer import SnapshotSubscriber
 from daq.control.runcontrol import BEGIN_ORDER, request
 from daq.control.transitions import ControlClient
-from daq.core.config import Config, default_db_url
+from daq.core.config import Config
 from daq.core.errors import NudaqError
+from daq.core.paths import db_url
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.models import SlowControlReading
 from daq.store.session import make_engine, session_scope, upgrade_database
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("nudaq monitoring: alarms and live analysis")
     args = parser.parse_args(argv)
     config, data_dir = common_setup(args, "monitor")
-    engine = make_engine(args.db or default_db_url(data_dir))
+    engine = make_engine(db_url(args.db, data_dir))
     upgrade_database(engine)
     stop = StopFlag()
     monitor = Monitor(config, data_dir, engine)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import uvicorn
 
-from daq.core.config import Config, default_db_url
+from daq.core.config import Config
+from daq.core.paths import db_url
 from daq.processes.common import base_parser, common_setup
 from daq.store.session import make_engine, upgrade_database
 from online.web.app import create_app
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     serve(
         config,
         data_dir,
-        args.db or default_db_url(data_dir),
+        db_url(args.db, data_dir),
         args.host or config.web.host,
         config.web.port if args.port is None else args.port,
         announce_json=True,
