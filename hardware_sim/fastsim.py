@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
-from daq.build.increments import BuildUpdate
+from daq.build.increments import BuildUpdate, dominant_state, event_counts
 from daq.build.reactor import reactor_pulse
 from daq.core.config import Config
 from daq.core.records import Stream, empty_pulses
@@ -195,18 +195,12 @@ def _summary(config: Config, plan: RunPlan, total: BuildUpdate) -> GeneratedRun:
     live = sum(e.live_ns for e in ex.values()) / NS_PER_S
     return GeneratedRun(
         number=plan.number,
-        reactor="on" if ex["on"].elapsed_ns > ex["off"].elapsed_ns else "off",
+        reactor=dominant_state({s: e.elapsed_ns for s, e in ex.items()}),
         power_MW=plan.power_MW,
         elapsed_s=elapsed,
         live_s=live,
         exposure_kg_day=config.detector.mass_kg * live / SECONDS_PER_DAY,
-        events={
-            "all": sum(e.events_all for e in ex.values()),
-            "ac": sum(e.events_ac for e in ex.values()),
-            "crv": sum(e.events_crv for e in ex.values()),
-            "candidate": sum(e.events_candidate for e in ex.values()),
-            "random_trigger": sum(e.rt_events for e in ex.values()),
-        },
+        events=event_counts(ex.values()),
     )
 
 

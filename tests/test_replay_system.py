@@ -237,7 +237,7 @@ def test_new_windows_go_under_tags_as_the_truth_predicts(live, work):
         previous = got["events_ac"]
         assert row["candidate_rate_hz"] > 0 and row["live_time_s"] > 0
         rt_veto = row["accidental_veto"]["ac"]["value"]
-        assert rt_veto == pytest.approx(expected["rt_ac"] / summary["events"]["random_trigger"])
+        assert rt_veto == pytest.approx(expected["rt_ac"] / summary["events"]["rt"])
     assert stored(db) == before  # the live results are untouched
 
 

@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daq.build.increments import REACTOR_STATES, BuildUpdate, ReactorChange, StreamDelta
+from daq.build.increments import (
+    REACTOR_STATES,
+    BuildUpdate,
+    ReactorChange,
+    StreamDelta,
+    event_counts,
+    rt_tag_counts,
+)
 from daq.build.order import StreamOrder, pulses_in_order
 from daq.build.reactor import on_at, power_MW, reading_index
 from daq.core.config import Config
@@ -457,11 +464,6 @@ class EventBuilder:
     def summary(self) -> dict:
         """Totals so far (as of the last advance), as plain JSON-ready values."""
         total = self._total
-        ex = list(total.exposure.values())
-
-        def exposure_sum(name: str) -> int:
-            return sum(getattr(e, name) for e in ex)
-
         return {
             "run": self.run,
             "horizon_ns": self._horizon,
@@ -472,18 +474,8 @@ class EventBuilder:
             "dead_ns": {name: d.dead_ns for name, d in total.streams.items()},
             "missing_batches": sum(d.missing_batches for d in total.streams.values()),
             "rejected_messages": sum(d.rejected_messages for d in total.streams.values()),
-            "events": {
-                "all": exposure_sum("events_all"),
-                "ac": exposure_sum("events_ac"),
-                "crv": exposure_sum("events_crv"),
-                "candidate": exposure_sum("events_candidate"),
-                "random_trigger": exposure_sum("rt_events"),
-            },
-            "rt": {
-                "ac": exposure_sum("rt_ac"),
-                "crv": exposure_sum("rt_crv"),
-                "any": exposure_sum("rt_any"),
-            },
+            "events": event_counts(total.exposure.values()),
+            "rt_tags": rt_tag_counts(total.exposure.values()),
             "elapsed_ns": {s: e.elapsed_ns for s, e in total.exposure.items()},
             "live_ns": {s: e.live_ns for s, e in total.exposure.items()},
             "uncalibrated": self._uncalibrated,

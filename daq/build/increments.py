@@ -8,11 +8,12 @@ exactly and a replay reproduces a live run bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from daq.core.records import EVENT_DTYPE, Category
+from daq.core.records import CATEGORY_NAMES, EVENT_DTYPE, Category
 
 REACTOR_STATES = ("off", "on")
 """Index 0 = reactor OFF, 1 = reactor ON (first axis of ``BuildUpdate.hist``)."""
@@ -65,6 +66,36 @@ class StreamDelta(_Counters):
     def lost(self) -> int:
         """Pulses and frames known lost (a lost frame's pulse count is unknown: counted once)."""
         return self.dropped + self.lost_frames + self.missing_batches
+
+
+_EVENT_FIELDS = {
+    Category.ALL: "events_all",
+    Category.AC: "events_ac",
+    Category.CRV: "events_crv",
+    Category.CANDIDATE: "events_candidate",
+    Category.RT: "rt_events",
+}
+
+
+def event_counts(exposures: Iterable) -> dict[str, int]:
+    """Events per category, keyed by the category names of the spectra (all, ac, crv,
+    candidate, rt), summed over exposure increments (ExposureDelta, or the SQL rows)."""
+    exposures = list(exposures)
+    return {
+        CATEGORY_NAMES[c]: sum(getattr(e, name) for e in exposures)
+        for c, name in _EVENT_FIELDS.items()
+    }
+
+
+def rt_tag_counts(exposures: Iterable) -> dict[str, int]:
+    """Random triggers tagged by the AC veto, the CRV, and either ("any")."""
+    exposures = list(exposures)
+    return {k: sum(getattr(e, f"rt_{k}") for e in exposures) for k in ("ac", "crv", "any")}
+
+
+def dominant_state(elapsed_ns: dict[str, int]) -> str:
+    """A run's reactor state: the one that holds most of its elapsed time ("off" on a tie)."""
+    return "on" if elapsed_ns.get("on", 0) > elapsed_ns.get("off", 0) else "off"
 
 
 @dataclass(slots=True)

@@ -47,7 +47,7 @@ import zmq
 from sqlalchemy.exc import SQLAlchemyError
 
 from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
-from daq.build.increments import StreamDelta
+from daq.build.increments import StreamDelta, dominant_state
 from daq.build.rates import RateMeter
 from daq.control.transitions import ControlClient
 from daq.core.config import Config
@@ -209,7 +209,7 @@ class RunRecorder:
     @staticmethod
     def _counts(builder: EventBuilder) -> dict:
         s = builder.summary
-        return {"events": s["events"], "random_trigger_tags": s["rt"]}
+        return {"events": s["events"], "rt_tags": s["rt_tags"]}
 
     def summary(self) -> dict:
         """The run summary as run control and the shifter see it (of the first variant)."""
@@ -218,7 +218,7 @@ class RunRecorder:
         data = [STREAM_NAMES[st] for st in DATA_STREAMS]
         return {
             "run": self.run,
-            "reactor": "on" if live["on"] > live["off"] else "off",
+            "reactor": dominant_state(s["elapsed_ns"]),
             "live_time_s": (live["on"] + live["off"]) / 1e9,
             "live_time_s_by_reactor": {state: ns / 1e9 for state, ns in live.items()},
             "elapsed_s": sum(s["elapsed_ns"].values()) / 1e9,
@@ -226,7 +226,7 @@ class RunRecorder:
             "lost": {name: s["lost"].get(name, 0) for name in data},
             "dead_time_s": {name: ns / 1e9 for name, ns in s["dead_ns"].items()},
             "events": s["events"],
-            "random_trigger_tags": s["rt"],
+            "rt_tags": s["rt_tags"],
             "missing_batches": s["missing_batches"],
             "rejected_messages": s["rejected_messages"] + self.undecodable,
             "uncalibrated": s["uncalibrated"],

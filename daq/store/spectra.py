@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import BigInteger, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from daq.build.increments import REACTOR_STATES, ExposureDelta
+from daq.build.increments import REACTOR_STATES, ExposureDelta, event_counts
 from daq.core.config import Spectrum
 from daq.core.errors import AnalysisError
 from daq.core.records import CATEGORY_NAMES
@@ -191,11 +191,7 @@ def run_summary(session: Session, number: int, tag: str = "") -> dict:
         .where(ReactorInterval.run_id == run.id, ReactorInterval.tag == tag)
         .order_by(ReactorInterval.start_ns)
     ).all()
-    events = {
-        name: sum(getattr(e, f"events_{name}") for e in exposures.values())
-        for name in ("all", "ac", "crv", "candidate")
-    }
-    events["rt"] = sum(e.rt_events for e in exposures.values())
+    events = event_counts(exposures.values())
     return {
         "run": run.number,
         "tag": tag,

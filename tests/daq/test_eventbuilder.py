@@ -127,7 +127,7 @@ def test_hand_made_coincidences_and_categories():
         ReactorChange(350_000, False, 0.0),
     ]
     s = eb.summary
-    assert s["events"] == {"all": 6, "ac": 2, "crv": 3, "candidate": 1, "random_trigger": 1}
+    assert s["events"] == {"all": 6, "ac": 2, "crv": 3, "candidate": 1, "rt": 1}
     assert s["pulses"] == {"hpge": 7, "acv": 5, "crv": 5, "reactor": 2}
     assert s["rejected_messages"] == 0 and s["missing_batches"] == 0
     assert eb.power_MW == 0.0  # the latest reading: reactor off
@@ -272,7 +272,7 @@ def test_missing_batch_is_counted_and_the_rest_is_built():
     s = eb.summary
     assert s["missing_batches"] == 1 and s["lost"]["acv"] == 1
     assert s["pulses"]["acv"] == len(data[Stream.ACV]) - len(lost.pulses)
-    assert s["events"]["all"] + s["events"]["random_trigger"] == len(data[Stream.HPGE])
+    assert s["events"]["all"] + s["events"]["rt"] == len(data[Stream.HPGE])
     assert s["elapsed_ns"] == {"on": ref.exposure["on"].elapsed_ns, "off": FLIPS[1] - FLIPS[0]}
 
 

@@ -47,7 +47,7 @@ def assert_same_build(a, b) -> None:
     assert ua.streams == ub.streams
     assert ua.reactor_changes == ub.reactor_changes
     assert ea.tobytes() == eb_.tobytes()
-    assert sa["events"] == sb["events"] and sa["rt"] == sb["rt"]
+    assert sa["events"] == sb["events"] and sa["rt_tags"] == sb["rt_tags"]
 
 
 def planned(index, chunk_pulses: int, span_ns: int) -> list[Batch]:
