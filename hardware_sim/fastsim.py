@@ -8,7 +8,7 @@ serial lines and sockets, in one process:
         ->  daq.store.filler.SpectrumFiller (one SQL commit per chunk)
 
 The generator (hardware_sim.generator, fast mode with ``veto_margin_ns`` =
-``builder.max_window_ns``) draws every HPGe pulse and only the veto singles that a tagging
+daq.build.windows.max_reach_ns) draws every HPGe pulse and only the veto singles that a tagging
 window can reach. Per chunk of simulated time (CHUNK_S) every stream gets one DATA batch
 whose watermark is the chunk's end, as the readouts send them: HPGe pulses with the ADC dead
 time of the chunk, AC and CRV pulses, and the reactor stream one reading (true thermal power,
@@ -39,6 +39,7 @@ from sqlalchemy import Engine
 from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
 from daq.build.increments import BuildUpdate, dominant_state, event_counts
 from daq.build.reactor import reactor_pulse
+from daq.build.windows import max_reach_ns
 from daq.core.config import Config
 from daq.core.records import Stream, empty_pulses
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
@@ -129,7 +130,7 @@ def build_run(
     The ADC injects random triggers at ``frontends.hpge.rt_rate_hz``, as the readout
     configures it (CONF RTRATE). ``fast=False`` draws every veto pulse (pulse-level
     simulation, for comparisons on short exposures)."""
-    margin = config.builder.max_window_ns if fast else None
+    margin = max_reach_ns(config.builder) if fast else None
     generator = Generator(config.sim, config.detector, plan.seed, veto_margin_ns=margin)
     generator.rt_rate_hz = config.frontends.hpge.rt_rate_hz
     builder = EventBuilder(config, plan.number)
@@ -227,7 +228,7 @@ def generate_runs(
     comment = (
         f"fast simulation: reactor {state} at {power_MW:g} MW, mu_nu "
         f"{config.sim.mu_nu_1e10:g}e-10 mu_B, seed {seed}; veto singles drawn only within "
-        f"{config.builder.max_window_ns} ns of HPGe pulses; no raw files"
+        f"{max_reach_ns(config.builder)} ns of HPGe pulses; no raw files"
     )
     out = []
     for plan in plans:

@@ -31,7 +31,7 @@ the ADC dead time carries over. Every returned pulse lies in [t0, t1).
 
 Fast mode (``veto_margin_ns`` set): long exposures in minutes
     A veto pulse can only matter to the builder if it lies inside a tagging window of some
-    HPGe pulse, and every window reaches at most ``builder.max_window_ns`` from its HPGe
+    HPGe pulse, and every window reaches at most daq.build.windows.max_reach_ns from its HPGe
     pulse. So the fast mode draws every HPGe source as above (continuum, Compton and cosmic
     events with their veto partners, X-ray lines, signal, random triggers, with threshold and
     dead time), but the uncorrelated veto singles only on the union of the intervals

@@ -44,6 +44,7 @@ from daq.build.increments import (
 )
 from daq.build.order import StreamOrder, pulses_in_order
 from daq.build.reactor import on_at, power_MW, reading_index
+from daq.build.windows import veto_windows
 from daq.core.config import Config
 from daq.core.records import (
     EVENT_DTYPE,
@@ -55,6 +56,7 @@ from daq.core.records import (
     TAG_CRV,
     TAG_REACTOR_ON,
     TAG_RT,
+    VETO_TAGS,
     Stream,
 )
 from daq.core.units import INF_NS
@@ -138,11 +140,9 @@ class EventBuilder:
         self.run = run
         self.max_pending = max_pending
         b = config.builder
-        self._ac_window_ns = b.ac_window_ns
-        self._crv_pre_ns = b.crv_pre_ns
-        self._crv_post_ns = b.crv_post_ns
-        self._ac_threshold = b.ac_threshold_adc
-        self._crv_threshold = b.crv_threshold_adc
+        self._windows = {s: w for s, w in veto_windows(b).items() if s in streams}
+        """The veto streams of this run and their windows (daq.build.windows)."""
+        self._thresholds = {Stream.ACV: b.ac_threshold_adc, Stream.CRV: b.crv_threshold_adc}
         self._gain = np.asarray(config.calibration.gain_keV_per_adc, dtype=np.float64)
         self._offset = np.asarray(config.calibration.offset_keV, dtype=np.float64)
         self._bin_width_keV = config.spectrum.bin_width_keV
@@ -247,18 +247,18 @@ class EventBuilder:
             self._dead_ns.append(batch.dead_ns)
         if not len(pulses):
             return
-        if st.stream == Stream.ACV:
-            st.chunks.append(times_at_least(t, pulses["adc"], self._ac_threshold))
-        elif st.stream == Stream.CRV:
-            st.chunks.append(times_at_least(t, pulses["adc"], self._crv_threshold))
+        if st.stream in self._windows:
+            st.chunks.append(times_at_least(t, pulses["adc"], self._thresholds[st.stream]))
         else:
             st.chunks.append(pulses)
 
     # -- building -----------------------------------------------------------------------------
     def _limit(self) -> int:
         """The horizon allowed by the watermarks now (ns)."""
-        reach = {Stream.ACV: self._ac_window_ns, Stream.CRV: self._crv_post_ns}
-        limit = min(st.watermark_ns - reach.get(s, 0) for s, st in self._streams.items())
+        limit = min(
+            st.watermark_ns - (self._windows[s].after_ns if s in self._windows else 0)
+            for s, st in self._streams.items()
+        )
         reactor = self._streams.get(Stream.REACTOR)
         if reactor is not None and not reactor.ended and not len(reactor.buffer()):
             # the state before the first reading is that reading's: wait for it
@@ -310,12 +310,10 @@ class EventBuilder:
         ge = ge[:n]
         t = np.ascontiguousarray(ge["t_ns"])
         tags = np.zeros(n, dtype=np.uint8)
-        if Stream.ACV in self._streams:
-            ac_t = self._streams[Stream.ACV].buffer()
-            set_tag(tags, tag_window(t, ac_t, self._ac_window_ns, self._ac_window_ns), TAG_AC)
-        if Stream.CRV in self._streams:
-            crv_t = self._streams[Stream.CRV].buffer()
-            set_tag(tags, tag_window(t, crv_t, self._crv_pre_ns, self._crv_post_ns), TAG_CRV)
+        for s, window in self._windows.items():
+            veto_t = self._streams[s].buffer()
+            hit = tag_window(t, veto_t, window.before_ns, window.after_ns)
+            set_tag(tags, hit, VETO_TAGS[s])
         set_tag(tags, (ge["flags"] & FLAG_RT) != 0, TAG_RT)
         on = self._on_at(t)
         set_tag(tags, on, TAG_REACTOR_ON)
@@ -427,11 +425,9 @@ class EventBuilder:
 
     def _trim(self, horizon: int) -> None:
         """Drop veto pulses and reactor readings no HPGe pulse at or after horizon needs."""
-        reach = {Stream.ACV: self._ac_window_ns, Stream.CRV: self._crv_pre_ns}
-        for s, before_ns in reach.items():
-            st = self._streams.get(s)
-            if st is not None:
-                st.keep_from(int(np.searchsorted(st.buffer(), horizon - before_ns, "left")))
+        for s, window in self._windows.items():
+            st = self._streams[s]
+            st.keep_from(int(np.searchsorted(st.buffer(), horizon - window.before_ns, "left")))
         reactor = self._streams.get(Stream.REACTOR)
         if reactor is not None and len(reactor.buffer()):
             reactor.keep_from(int(reading_index(reactor.buffer(), np.array([horizon]))[0]))

@@ -48,7 +48,7 @@ class Calibration(_Section):
         return self
 
 
-class Builder(_Section):
+class BuilderSettings(_Section):
     """Coincidence and veto windows (ns), veto thresholds, commit cadence."""
 
     ac_window_ns: int = Field(1000, ge=0, description="AC tag if an AC pulse is within +-w_ac")
@@ -58,11 +58,6 @@ class Builder(_Section):
     crv_threshold_adc: int = Field(0, ge=0, description="CRV pulses below are ignored")
     commit_interval_s: float = Field(2.0, gt=0, le=60, description="SQL commit cadence (wall s)")
     raw_flush_interval_s: float = Field(1.0, gt=0, le=10, description="raw-file flush (wall s)")
-
-    @property
-    def max_window_ns(self) -> int:
-        """The widest reach of any window around an HPGe pulse (ns)."""
-        return max(self.ac_window_ns, self.crv_pre_ns, self.crv_post_ns)
 
 
 class Spectrum(_Section):
@@ -220,7 +215,7 @@ class Config(_Section):
 
     detector: Detector = Field(default_factory=Detector)
     calibration: Calibration = Field(default_factory=Calibration)
-    builder: Builder = Field(default_factory=Builder)
+    builder: BuilderSettings = Field(default_factory=BuilderSettings)
     spectrum: Spectrum = Field(default_factory=Spectrum)
     frontends: Frontends = Field(default_factory=Frontends)
     reactor: Reactor = Field(default_factory=Reactor)

@@ -65,6 +65,8 @@ TAG_AC = 0x01
 """Builder tag: an AC veto pulse lies within +-w_ac of the HPGe pulse."""
 TAG_CRV = 0x02
 """Builder tag: a CRV pulse lies within [t - w_pre, t + w_post] of the HPGe pulse."""
+VETO_TAGS = {Stream.ACV: TAG_AC, Stream.CRV: TAG_CRV}
+"""The tag bit each veto stream sets."""
 TAG_RT = 0x04
 """Builder tag: the HPGe pulse is a random trigger."""
 TAG_REACTOR_ON = 0x08

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from daq.core.config import Builder
-from daq.core.records import TAG_AC, TAG_CRV
+from daq.build.windows import veto_windows
+from daq.core.config import BuilderSettings
+from daq.core.records import STREAM_NAMES, VETO_TAGS
 from daq.kernels.tagging import set_tag, tag_window
 
 MIXES = {
@@ -68,11 +69,12 @@ METHODS: dict[str, Callable] = {
 }
 
 
-def _tag_both(method: Callable, times: dict[str, np.ndarray], b: Builder) -> np.ndarray:
+def _tag_both(method: Callable, times: dict[str, np.ndarray], b: BuilderSettings) -> np.ndarray:
     """The AC and CRV tag bits by one method, merged into tag bytes as the builder does."""
     tags = np.zeros(len(times["hpge"]), dtype=np.uint8)
-    set_tag(tags, method(times["hpge"], times["acv"], b.ac_window_ns, b.ac_window_ns), TAG_AC)
-    set_tag(tags, method(times["hpge"], times["crv"], b.crv_pre_ns, b.crv_post_ns), TAG_CRV)
+    for stream, window in veto_windows(b).items():
+        hit = method(times["hpge"], times[STREAM_NAMES[stream]], window.before_ns, window.after_ns)
+        set_tag(tags, hit, VETO_TAGS[stream])
     return tags
 
 
@@ -80,7 +82,7 @@ def compare(mix: str) -> dict[str, float]:
     """Pulses per second of every method on one mix (results asserted equal)."""
     times = make_mix(mix)
     n = sum(len(t) for t in times.values())
-    builder = Builder()
+    builder = BuilderSettings()
     _tag_both(tag_window, times, builder)  # compile/load the kernel outside the clock
     best, results = dict.fromkeys(METHODS, np.inf), {}
     for _ in range(ROUNDS):

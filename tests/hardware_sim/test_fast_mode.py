@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from daq.build.increments import REACTOR_STATES, BuildUpdate
+from daq.build.windows import max_reach_ns
 from daq.core.config import Config
 from daq.core.records import FLAG_RT, Category, Stream
 from hardware_sim.fastsim import RunPlan, build_run
@@ -38,7 +39,7 @@ def busy_config() -> Config:
 
 
 def fast_slices(config: Config, seed: int, n: int, slice_s: float):
-    margin = config.builder.max_window_ns
+    margin = max_reach_ns(config.builder)
     gen = Generator(config.sim, config.detector, seed, veto_margin_ns=margin)
     edges = (np.arange(n + 1) * slice_s * S).astype(np.int64) + 7 * S
     return [
@@ -82,7 +83,7 @@ def test_hpge_sources_have_full_rates(fast_run):
 
 def test_veto_singles_only_near_hpge_pulses_at_full_rate(fast_run):
     config, slices, truth = fast_run
-    margin = config.builder.max_window_ns
+    margin = max_reach_ns(config.builder)
     t_start = slices[0][0]
     ge = truth[truth["stream"] == Stream.HPGE]
     # triggered (above threshold, or a random trigger), recorded or lost to dead time
