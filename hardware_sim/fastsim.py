@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
+from daq.build.eventbuilder import EventBuilder
 from daq.build.increments import BuildUpdate, dominant_state, event_counts
 from daq.build.reactor import reactor_pulse
 from daq.build.windows import max_reach_ns
 from daq.core.config import Config
-from daq.core.records import Stream, empty_pulses
+from daq.core.records import RUN_STREAMS, Stream, empty_pulses
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.store.filler import SpectrumFiller
 from daq.store.runs import create_run, end_run, next_run_number, set_quality
@@ -99,7 +99,7 @@ def run_batches(
     """The batches of one run, chunk by chunk: first the BORs, then per chunk one DATA batch
     per stream (watermark = chunk end), last the EORs at the run's stop."""
     start, stop = plan.start_ns, plan.start_ns + plan.duration_ns
-    seq = dict.fromkeys(DEFAULT_STREAMS, 0)
+    seq = dict.fromkeys(RUN_STREAMS, 0)
 
     def batch(kind: int, stream: Stream, watermark_ns: int, pulses=None, dead_ns=0) -> Batch:
         pulses = empty_pulses() if pulses is None else pulses
@@ -107,7 +107,7 @@ def run_batches(
         seq[stream] += 1
         return out
 
-    yield [batch(KIND_BOR, s, start) for s in DEFAULT_STREAMS]
+    yield [batch(KIND_BOR, s, start) for s in RUN_STREAMS]
     threshold = config.reactor.on_threshold_MW
     for t0 in range(start, stop, chunk_ns):
         t1 = min(t0 + chunk_ns, stop)
@@ -118,7 +118,7 @@ def run_batches(
             batch(KIND_DATA, Stream.CRV, t1, pulses[Stream.CRV]),
             batch(KIND_DATA, Stream.REACTOR, t1, reactor_pulse(t0, plan.power_MW, threshold)),
         ]
-    yield [batch(KIND_EOR, s, stop) for s in DEFAULT_STREAMS]
+    yield [batch(KIND_EOR, s, stop) for s in RUN_STREAMS]
 
 
 def build_run(

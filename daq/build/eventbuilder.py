@@ -51,11 +51,13 @@ from daq.core.records import (
     FLAG_REACTOR_ON,
     FLAG_RT,
     PULSE_DTYPE,
+    RUN_STREAMS,
     STREAM_NAMES,
     TAG_AC,
     TAG_CRV,
     TAG_REACTOR_ON,
     TAG_RT,
+    VETO_STREAMS,
     VETO_TAGS,
     Stream,
 )
@@ -67,7 +69,6 @@ from daq.kernels.tagging import set_tag, tag_window
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STREAMS = (Stream.HPGE, Stream.ACV, Stream.CRV, Stream.REACTOR)
 MAX_PENDING_BATCHES = 1000
 """Out-of-order batches held per stream; beyond, the oldest sequence gap is declared missing
 (a batch the builder rejected, e.g. corrupted, would otherwise stall the run until its end)."""
@@ -111,7 +112,7 @@ class _StreamState:
         self.chunks = [self.buffer()[index:]]
 
     def _dtype(self) -> np.dtype:
-        return np.dtype(np.int64) if self.stream in (Stream.ACV, Stream.CRV) else PULSE_DTYPE
+        return np.dtype(np.int64) if self.stream in VETO_STREAMS else PULSE_DTYPE
 
 
 class EventBuilder:
@@ -127,7 +128,7 @@ class EventBuilder:
         self,
         config: Config,
         run: int,
-        streams: tuple[Stream, ...] = DEFAULT_STREAMS,
+        streams: tuple[Stream, ...] = RUN_STREAMS,
         reactor_on: bool | None = None,
         max_pending: int = MAX_PENDING_BATCHES,
     ) -> None:

@@ -7,6 +7,7 @@ import json
 
 from daq.commands.options import add_system_options, resolve
 from daq.control.runcontrol import request
+from daq.core.records import DATA_STREAM_NAMES
 
 
 def register(subparsers) -> None:
@@ -53,7 +54,7 @@ def render(status: dict) -> None:
     if status.get("error"):
         console.print(f"[red]error: {status['error']}[/red]")
     table = Table("stream", "pulses", "rate (Hz)", "lost")
-    for stream in ("hpge", "acv", "crv"):
+    for stream in DATA_STREAM_NAMES:
         table.add_row(
             stream,
             str(mon.get("pulses", {}).get(stream, 0)),

@@ -15,6 +15,7 @@ from daq.control.runcontrol import RunControl
 from daq.control.supervisor import Supervisor
 from daq.core.config import SHIFTER_TOKEN_ENV, Config, ReactorPeriod
 from daq.core.errors import RunControlError
+from daq.core.records import DATA_STREAM_NAMES
 from daq.processes.common import setup_logging
 
 log = logging.getLogger("daq.up")
@@ -69,10 +70,10 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
             stop_last=True,
         )
         urls = sup.read_json_line(child, STARTUP_TIMEOUT_S)
-        for stream in ("hpge", "acv", "crv"):
+        for stream in DATA_STREAM_NAMES:
             getattr(config.frontends, stream).url = urls[stream]
         config.slowcontrol.url = urls["slowcontrol"]
-    for stream in ("hpge", "acv", "crv"):
+    for stream in DATA_STREAM_NAMES:
         if not getattr(config.frontends, stream).url:
             raise RunControlError(f"frontends.{stream}.url is empty (give it, or use --sim)")
     if not config.slowcontrol.url:
@@ -108,7 +109,7 @@ def _status_line(rc: RunControl) -> str:
     parts = [f"run {rc.machine.run or '-'} {rc.machine.state.value}"]
     if mon:
         parts.append(f"reactor {mon.get('reactor', '?')}")
-        parts.append(" ".join(f"{s} {rates.get(s, 0):.0f} Hz" for s in ("hpge", "acv", "crv")))
+        parts.append(" ".join(f"{s} {rates.get(s, 0):.0f} Hz" for s in DATA_STREAM_NAMES))
         parts.append(f"dead {100 * mon.get('dead_fraction', 0):.2f}%")
         parts.append(f"lost {sum(lost.values()) if lost else 0}")
     return " | ".join(parts)

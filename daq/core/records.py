@@ -47,8 +47,14 @@ class Stream(enum.IntEnum):
 
 DATA_STREAMS = (Stream.HPGE, Stream.ACV, Stream.CRV)
 """The three detector front-ends (the reactor stream comes from slow control)."""
+VETO_STREAMS = (Stream.ACV, Stream.CRV)
+"""The veto front-ends: their pulses only tag HPGe pulses."""
+RUN_STREAMS = tuple(Stream)
+"""Every stream of a run: what the builder expects, and what a replay sends."""
 
 STREAM_NAMES = {s: s.name.lower() for s in Stream}
+DATA_STREAM_NAMES = tuple(STREAM_NAMES[s] for s in DATA_STREAMS)
+"""The detector streams by name ("hpge", "acv", "crv"), as processes and pages show them."""
 
 
 def stream_by_name(name: str) -> Stream:

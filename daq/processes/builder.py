@@ -46,7 +46,7 @@ from pathlib import Path
 import zmq
 from sqlalchemy.exc import SQLAlchemyError
 
-from daq.build.eventbuilder import DEFAULT_STREAMS, EventBuilder
+from daq.build.eventbuilder import EventBuilder
 from daq.build.increments import StreamDelta, dominant_state
 from daq.build.rates import RateMeter
 from daq.control.transitions import ControlClient
@@ -54,7 +54,7 @@ from daq.core.config import Config
 from daq.core.errors import NudaqError, WireError
 from daq.core.overrides import with_overrides
 from daq.core.paths import db_url
-from daq.core.records import DATA_STREAMS, STREAM_NAMES, Stream, stream_by_name
+from daq.core.records import DATA_STREAM_NAMES, RUN_STREAMS, STREAM_NAMES, Stream, stream_by_name
 from daq.formats.rawfile import PULSES, RawWriter, raw_path
 from daq.formats.wire import decode
 from daq.kernels.warmup import warm_up
@@ -215,15 +215,14 @@ class RunRecorder:
         """The run summary as run control and the shifter see it (of the first variant)."""
         s = self.builder.summary
         live = s["live_ns"]
-        data = [STREAM_NAMES[st] for st in DATA_STREAMS]
         return {
             "run": self.run,
             "reactor": dominant_state(s["elapsed_ns"]),
             "live_time_s": (live["on"] + live["off"]) / 1e9,
             "live_time_s_by_reactor": {state: ns / 1e9 for state, ns in live.items()},
             "elapsed_s": sum(s["elapsed_ns"].values()) / 1e9,
-            "pulses": {name: s["pulses"].get(name, 0) for name in data},
-            "lost": {name: s["lost"].get(name, 0) for name in data},
+            "pulses": {name: s["pulses"].get(name, 0) for name in DATA_STREAM_NAMES},
+            "lost": {name: s["lost"].get(name, 0) for name in DATA_STREAM_NAMES},
             "dead_time_s": {name: ns / 1e9 for name, ns in s["dead_ns"].items()},
             "events": s["events"],
             "rt_tags": s["rt_tags"],
@@ -341,7 +340,7 @@ class BuilderProcess:
             log.warning("begin of run %d while run %d is open: ending it", run, self.recorder.run)
             self._end_run()
         names = transition.get("streams")
-        streams = tuple(stream_by_name(n) for n in names) if names else DEFAULT_STREAMS
+        streams = tuple(stream_by_name(n) for n in names) if names else RUN_STREAMS
         reactor = transition.get("reactor")
         reactor_on = None if reactor is None else reactor == "on"
         replay = bool(transition.get("replay", False))

@@ -38,7 +38,7 @@ import zmq
 from daq.control.transitions import ControlClient
 from daq.core.config import Frontend
 from daq.core.errors import ProtocolError
-from daq.core.records import Stream, empty_pulses, stream_by_name
+from daq.core.records import DATA_STREAM_NAMES, Stream, empty_pulses, stream_by_name
 from daq.drivers.listmode import EndFrameLost, FrontendDriver
 from daq.formats.protocol import Frame
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
@@ -289,7 +289,7 @@ def open_device(url: str, settings: Frontend, stop: StopFlag) -> FrontendDriver:
 def main(argv: list[str] | None = None) -> int:
     """Main of the readout service (one per front-end stream)."""
     parser = base_parser("Read one front-end and send its pulses to the builder.")
-    parser.add_argument("--stream", required=True, choices=("hpge", "acv", "crv"))
+    parser.add_argument("--stream", required=True, choices=DATA_STREAM_NAMES)
     parser.add_argument("--url", required=True, help="pyserial URL of the front-end")
     args = parser.parse_args(argv)
     name = f"readout-{args.stream}"

@@ -48,7 +48,7 @@ from daq.control.runcontrol import RunControl
 from daq.control.supervisor import Supervisor
 from daq.core.config import Config, parse_config
 from daq.core.errors import NudaqError, RawFileError, RunControlError
-from daq.core.records import STREAM_NAMES, Stream
+from daq.core.records import RUN_STREAMS, STREAM_NAMES
 from daq.formats.rawfile import PULSES, RawDamage, RawReader, open_pulses, raw_path
 from daq.replay.board import (
     SENT_MESSAGES,
@@ -69,8 +69,6 @@ log = logging.getLogger(__name__)
 
 BUILDER = "replay-builder"
 READER = "replay-reader"
-STREAMS = tuple(Stream)
-"""Streams replayed (and expected by the builder, as in a live run of ``nudaq up``)."""
 CHUNK_PULSES = 1 << 17
 """Largest message the reader sends (pulses): 2 MB, few enough per second to cost nothing."""
 RECV_HWM = 4
@@ -265,7 +263,7 @@ class _Session:
         ]
         if self.options.shuffle_seed is not None:
             args += ["--shuffle-seed", str(self.options.shuffle_seed)]
-        streams = ",".join(STREAM_NAMES[s] for s in STREAMS)
+        streams = ",".join(STREAM_NAMES[s] for s in RUN_STREAMS)
         self.readers.append(
             self.sup.spawn_service(READER, "replay-reader", *args, "--streams", streams)
         )
@@ -318,7 +316,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
     try:
         _prepare_run(engine, reader, recorded, tags, note)
         board_path = session.tmp / "board.npy"
-        board = open_board(board_path, len(STREAMS))
+        board = open_board(board_path, len(RUN_STREAMS))
         session.start_reader(path, board_path)  # it verifies the file, then waits for start
         session.rc.wait_for_processes([BUILDER], STARTUP_TIMEOUT_S, session.alive)
         session.rc.transition(
@@ -329,13 +327,13 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
             run=reader.run,
             replay=True,
             variants=wanted,
-            streams=[STREAM_NAMES[s] for s in STREAMS],
+            streams=[STREAM_NAMES[s] for s in RUN_STREAMS],
         )
         start = _start(session, board)
         total, intact = file_facts(board)
         _wait_for_readers(session, board, total, progress)
         stream_s = time.monotonic() - start
-        expect = {STREAM_NAMES[s]: int(board[i, SENT_MESSAGES]) for i, s in enumerate(STREAMS)}
+        expect = {STREAM_NAMES[s]: int(board[i, SENT_MESSAGES]) for i, s in enumerate(RUN_STREAMS)}
         summary = session.rc.transition(
             BUILDER, "end", END_TIMEOUT_S, session.alive, run=reader.run, expect=expect
         )
@@ -347,7 +345,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
     if damage is not None:
         with session_scope(engine) as db:
             add_raw_damage(db, damage, reader.run)
-    pulses = {STREAM_NAMES[s]: int(board[i, SENT_PULSES]) for i, s in enumerate(STREAMS)}
+    pulses = {STREAM_NAMES[s]: int(board[i, SENT_PULSES]) for i, s in enumerate(RUN_STREAMS)}
     result = ReplayResult(
         file=str(path),
         run=reader.run,

@@ -17,7 +17,7 @@ import numpy as np
 
 from daq.build.windows import veto_windows
 from daq.core.config import BuilderSettings
-from daq.core.records import STREAM_NAMES, VETO_TAGS
+from daq.core.records import DATA_STREAM_NAMES, STREAM_NAMES, VETO_TAGS
 from daq.kernels.tagging import set_tag, tag_window
 
 MIXES = {
@@ -39,7 +39,7 @@ def make_mix(name: str, seed: int = 7) -> dict[str, np.ndarray]:
     span = int(mix["span_s"] * 1e9)
     return {
         s: np.sort(rng.integers(0, span, rng.poisson(mix[s] * mix["span_s"]), dtype=np.int64))
-        for s in ("hpge", "acv", "crv")
+        for s in DATA_STREAM_NAMES
     }
 
 

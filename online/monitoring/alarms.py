@@ -50,13 +50,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daq.core.config import Alarm as AlarmConfig
+from daq.core.records import DATA_STREAM_NAMES
 from daq.store.models import Alarm
 
 log = logging.getLogger(__name__)
 
-STREAMS = ("hpge", "acv", "crv")
-"""Detector streams watched for silence and losses."""
-RATE_COUNTERS = ("hpge", "acv", "crv", "candidate")
+RATE_COUNTERS = (*DATA_STREAM_NAMES, "candidate")
 """Cumulative counters under the Poisson rate test: pulses per stream, candidate events."""
 PROGRESS_MEANING = {
     "horizon": "the data horizon (every stream's data or heartbeats)",
@@ -280,7 +279,7 @@ class AlarmEvaluator:
                         f"{now - last[1]:.0f} s (limit {cfg.silent_stream_s:g} s)",
                     )
                 )
-        for stream in STREAMS:
+        for stream in DATA_STREAM_NAMES:
             if stream not in obs.lost:
                 continue
             total = obs.lost[stream]

@@ -34,11 +34,12 @@ from daq.control.transitions import ControlClient
 from daq.core.config import Config
 from daq.core.errors import NudaqError
 from daq.core.paths import db_url
+from daq.core.records import DATA_STREAM_NAMES
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.models import SlowControlReading
 from daq.store.session import make_engine, session_scope, upgrade_database
 from online.analysis.live import record_live_analysis
-from online.monitoring.alarms import STREAMS, AlarmEvaluator, Condition, Observation, sync_alarms
+from online.monitoring.alarms import AlarmEvaluator, Condition, Observation, sync_alarms
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,12 @@ class Monitor:
             obs.progress["snapshot"] = snap["time"]
         if snap.get("state") == "running" and snap.get("run") == obs.run:
             pulses = snap.get("pulses", {})
-            obs.counters = {s: int(pulses[s]) for s in STREAMS if s in pulses}
+            obs.counters = {s: int(pulses[s]) for s in DATA_STREAM_NAMES if s in pulses}
             if "candidate" in snap.get("events", {}):
                 obs.counters["candidate"] = int(snap["events"]["candidate"])
-            obs.lost = {s: int(v) for s, v in snap.get("lost", {}).items() if s in STREAMS}
+            obs.lost = {
+                s: int(v) for s, v in snap.get("lost", {}).items() if s in DATA_STREAM_NAMES
+            }
             if snap.get("horizon_ns") is not None:
                 obs.progress["horizon"] = snap["horizon_ns"]
         return obs

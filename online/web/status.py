@@ -24,9 +24,9 @@ from daq.control.runcontrol import request
 from daq.control.transitions import ControlClient
 from daq.core.config import Config
 from daq.core.errors import NudaqError
+from daq.core.records import DATA_STREAM_NAMES
 from daq.store.models import Alarm, SlowControlReading
 from daq.store.session import session_scope
-from online.monitoring.alarms import STREAMS
 from online.web.models import AlarmOut, Series, Status, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def compose_status(
                 pulses=int(pulses.get(s, 0)),
                 lost=int(lost.get(s, 0)),
             )
-            for s in STREAMS
+            for s in DATA_STREAM_NAMES
         ],
         events={k: int(v) for k, v in (mon.get("events") or {}).items()},
         processes=list(rc.get("processes", [])),
@@ -162,7 +162,7 @@ class LiveStatus:
         times = [t for t, _ in self.rates]
         return [
             Series(name=s, unit="Hz", time_utc=times, values=[r.get(s, 0.0) for _, r in self.rates])
-            for s in STREAMS
+            for s in DATA_STREAM_NAMES
         ]
 
     def command(self, command: str, **fields) -> dict:
