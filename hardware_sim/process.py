@@ -3,7 +3,7 @@
 Prints exactly one JSON line on stdout, ``{"hpge": URL, "acv": URL, "crv": URL,
 "slowcontrol": URL, "clock_t0_ns": int}``, then serves; exits 0 after closing the lines and
 flushing the ground truth. ``--reactor on|off`` replaces the reactor schedule by a constant
-2900 MW or 0 MW.
+state (daq.core.config.Sim.hold_reactor).
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-from daq.core.config import ReactorPeriod, load_config
+from daq.core.config import load_config
 from daq.core.errors import NudaqError
 from daq.core.paths import data_dir as resolve_data_dir
 from daq.processes.common import StopFlag, setup_logging
 from hardware_sim.crate import SimCrate
-
-REACTOR_ON_MW = 2900.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.transport:
             config.sim.transport = args.transport
         if args.reactor:
-            power = REACTOR_ON_MW if args.reactor == "on" else 0.0
-            config.sim.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
+            config.sim.hold_reactor(args.reactor)
     except (NudaqError, ValueError) as err:
         print(f"hardware_sim: error: {err}", file=sys.stderr)
         return 2

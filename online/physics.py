@@ -50,6 +50,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import loggamma, ndtr
 
+from daq.core.config import KUO_SHENG_POWER_MW
+
 log = logging.getLogger(__name__)
 
 M_E_MEV = 0.51099895
@@ -392,7 +394,7 @@ def counts_in_bins(
 def mm_sm_ratio(
     mu_nu_1e10: float,
     window_keV: tuple[float, float] = (12.0, 60.0),
-    power_MW: float = 2900.0,
+    power_MW: float = KUO_SHENG_POWER_MW,
     distance_m: float = 28.0,
     reactor: ReactorModel = KUO_SHENG,
 ) -> float:

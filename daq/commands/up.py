@@ -13,13 +13,12 @@ from pathlib import Path
 from daq.commands.options import add_system_options, resolve
 from daq.control.runcontrol import RunControl
 from daq.control.supervisor import Supervisor
-from daq.core.config import SHIFTER_TOKEN_ENV, Config, ReactorPeriod
+from daq.core.config import SHIFTER_TOKEN_ENV, Config
 from daq.core.errors import RunControlError
 from daq.core.records import DATA_STREAM_NAMES
 from daq.processes.common import setup_logging
 
 log = logging.getLogger("daq.up")
-SIM_POWER_ON_MW = 2900.0
 STARTUP_TIMEOUT_S = 90.0
 
 
@@ -48,8 +47,7 @@ def _apply_overrides(config: Config, args: argparse.Namespace) -> None:
             raise RunControlError(f"--speed must be positive, got {args.speed}")
         config.sim.speed = args.speed
     if args.reactor:
-        power = SIM_POWER_ON_MW if args.reactor == "on" else 0.0
-        config.sim.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
+        config.sim.hold_reactor(args.reactor)
     if args.duration is not None and args.duration <= 0:
         raise RunControlError(f"--duration must be positive, got {args.duration}")
 

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from daq.core.errors import ConfigError
 
+KUO_SHENG_POWER_MW = 2900.0
+"""Thermal power of the Kuo-Sheng core (MW): the reactor-ON power of the simulated hardware
+and the default of the planning tools."""
 SHIFTER_TOKEN_ENV = "NUDAQ_SHIFTER_TOKEN"
 """The web shifter token, when not in the configuration (never stored with runs)."""
 EXAMPLE_CONFIG = Path(__file__).parent / "configs" / "kuosheng.toml"
@@ -181,11 +184,17 @@ class Sim(_Section):
     mu_nu_1e10: float = Field(0.0, ge=0, description="injected mu_nu (10^-10 mu_B)")
     distance_m: float = Field(28.0, gt=0)
     reactor: list[ReactorPeriod] = Field(
-        default_factory=lambda: [ReactorPeriod(start_s=0, power_MW=2900.0)]
+        default_factory=lambda: [ReactorPeriod(start_s=0, power_MW=KUO_SHENG_POWER_MW)]
     )
     hv_V: float = Field(3000.0, description="HPGe bias reported by slow control")
     faults: SimFaults = Field(default_factory=SimFaults)
     truth: bool = Field(True, description="write the generator's ground truth file")
+
+    def hold_reactor(self, state: Literal["on", "off"]) -> None:
+        """Replace the reactor schedule by a constant state: ON at KUO_SHENG_POWER_MW, OFF at
+        0 MW."""
+        power = KUO_SHENG_POWER_MW if state == "on" else 0.0
+        self.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
 
 
 class Alarm(_Section):

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from daq.core.config import Config
+from daq.core.config import KUO_SHENG_POWER_MW, Config
 
 HOURS = {"on": 4712.0, "off": 1250.0}
 """Simulated hours per reactor state (the TEXONO 2007 exposure)."""
@@ -23,7 +23,6 @@ ANALYSIS_TARGET_S = 10.0
 def generate_and_analyse() -> dict:
     """Wall seconds to simulate HOURS of each reactor state ({"on", "off"}), to analyse all
     the runs ("analysis"), and the number of runs ("runs")."""
-    from daq.commands.up import SIM_POWER_ON_MW
     from daq.store.session import make_engine, session_scope, upgrade_database
     from hardware_sim.fastsim import generate_runs
     from online.analysis.inputs import analyse_runs
@@ -34,7 +33,7 @@ def generate_and_analyse() -> dict:
         upgrade_database(engine)
         for state, hours in HOURS.items():
             start = time.perf_counter()
-            generate_runs(engine, Config(), hours, SIM_POWER_ON_MW if state == "on" else 0.0)
+            generate_runs(engine, Config(), hours, KUO_SHENG_POWER_MW if state == "on" else 0.0)
             out[state] = time.perf_counter() - start
         start = time.perf_counter()
         with session_scope(engine, readonly=True) as session:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daq.core.config import Config
+from daq.core.config import KUO_SHENG_POWER_MW, Config
 from daq.core.records import FLAG_REACTOR_ON, FLAG_RT, PULSE_DTYPE, Stream
 from daq.formats.rawfile import RawFileInfo, RawWriter
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
@@ -26,7 +26,6 @@ T0_NS = 1_000_000_000
 """DAQ clock at the start of a synthetic run (ns)."""
 BLOCK_S = 200.0
 """Pulses are drawn in blocks of this much DAQ time (s), so memory stays small."""
-REACTOR_ON_KW = 2_900_000
 FLUSH_NS = 1_000_000_000
 """The writer is flushed (a block of the pulses file ends) once per this much DAQ time."""
 
@@ -92,7 +91,9 @@ def _reactor(t0: int, t1: int, trip: tuple[int, int]) -> np.ndarray:
     """One reading per second; OFF (0 kW) during the trip."""
     t = np.arange(t0, t1, 1_000_000_000, dtype=np.int64)
     on = (t < trip[0]) | (t >= trip[1])
-    return _pulses(t, np.where(on, REACTOR_ON_KW, 0), np.where(on, FLAG_REACTOR_ON, 0))
+    return _pulses(
+        t, np.where(on, round(KUO_SHENG_POWER_MW * 1000), 0), np.where(on, FLAG_REACTOR_ON, 0)
+    )
 
 
 def _cut(stream: Stream, run: int, pulses: np.ndarray, edges: np.ndarray, seq0: int, dead_ns: int):

@@ -70,14 +70,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daq.commands.up import SIM_POWER_ON_MW
-    from daq.core.config import ReactorPeriod
     from daq.store.session import make_engine, upgrade_database
     from hardware_sim.fastsim import generate_runs
 
     config, _, db_url = resolve(args)
-    power = SIM_POWER_ON_MW if args.reactor == "on" else 0.0
-    config.sim.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
+    config.sim.hold_reactor(args.reactor)
+    power = config.sim.reactor[0].power_MW
     config.sim.mu_nu_1e10 = args.mu_nu / 1e-10
     if args.seed is not None:
         config.sim.seed = args.seed

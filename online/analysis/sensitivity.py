@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from daq.core.config import KUO_SHENG_POWER_MW
 from daq.core.errors import AnalysisError
 from online.analysis.binning import DEFAULT_WINDOW_KEV, FIT_BIN_KEV
 from online.analysis.template import MU_UNIT_MUB, mm_template
@@ -55,7 +56,7 @@ def expected_sensitivity(
     off_days: float,
     background_cpd: float,
     window_keV: tuple[float, float] = DEFAULT_WINDOW_KEV,
-    power_MW: float = 2900.0,
+    power_MW: float = KUO_SHENG_POWER_MW,
     distance_m: float = 28.0,
     efficiency: float = 1.0,
     resolution_keV: tuple[float, float] | None = None,

@@ -19,6 +19,7 @@ import json
 
 import numpy as np
 
+from daq.core.config import KUO_SHENG_POWER_MW
 from daq.core.errors import AnalysisError
 
 DEFAULTS = {
@@ -26,7 +27,7 @@ DEFAULTS = {
     "on_hours": 4712.0,
     "off_hours": 1250.0,
     "background_cpd": 1.0,
-    "power_GW": 2.9,
+    "power_GW": KUO_SHENG_POWER_MW / 1000,
     "distance_m": 28.0,
 }
 
