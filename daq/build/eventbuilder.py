@@ -435,11 +435,6 @@ class EventBuilder:
 
     # -- state --------------------------------------------------------------------------------
     @property
-    def horizon_ns(self) -> int:
-        """HPGe pulses below this time (ns) are built."""
-        return self._horizon
-
-    @property
     def exposure_end_ns(self) -> int | None:
         """The time (ns) up to which exposure has been counted (None before it starts)."""
         return self._exposed_ns

@@ -110,14 +110,6 @@ CATEGORY_NAMES = {
 }
 
 
-def category_by_name(name: str) -> Category:
-    """Category for its name ('all', 'ac', 'crv', 'candidate', 'rt')."""
-    for cat, cname in CATEGORY_NAMES.items():
-        if cname == name:
-            return cat
-    raise ValueError(f"unknown category {name!r}; known: {', '.join(CATEGORY_NAMES.values())}")
-
-
 def empty_pulses(n: int = 0) -> np.ndarray:
     """A zeroed pulse array of length n."""
     return np.zeros(n, dtype=PULSE_DTYPE)

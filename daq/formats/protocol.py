@@ -119,10 +119,6 @@ class FrameDecoder:
     _buf: bytearray = field(default_factory=bytearray)
     _next_counter: int = 0
 
-    def reset_counter(self) -> None:
-        """Expect frame counter 0 again (a new START restarts the count)."""
-        self._next_counter = 0
-
     def feed(self, data: bytes) -> list[Frame]:
         """Append received bytes; return every complete good frame now decodable."""
         self._buf += data

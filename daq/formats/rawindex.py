@@ -23,6 +23,7 @@ same batches (tests/daq/test_replay.py compares them).
 
 from __future__ import annotations
 
+import enum
 import mmap
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,15 +84,38 @@ _RANGES = np.array(  # allowed range of each header field (the formats of wire.H
     dtype=np.int64,
 )
 
+
+class ScanStatus(enum.IntEnum):
+    """How the index scan ended: INTACT, or where and why it stopped."""
+
+    INTACT = 0
+    NO_MARKER = 1
+    PAST_END = 2
+    NOT_RECORD_BATCH = 3
+    FOREIGN_LAYOUT = 4
+    BAD_METADATA = 5
+    CHECKSUM = 6
+    NOT_CLOSED = 7
+    NO_SCHEMA = 8
+
+    @property
+    def reason(self) -> str:
+        """What the status means, for the reader's damage message."""
+        return _REASONS[self]
+
+
 _REASONS = {
-    1: "no continuation marker",
-    2: "message runs past the end of the file",
-    3: "not a record batch message",
-    4: "record batch layout is not that of nudaq pulses (columns, nulls or compression)",
-    5: "custom metadata missing or malformed",
-    6: "checksum mismatch",
-    7: "no end-of-stream marker: file not closed",
-    8: "first message is not the schema",
+    ScanStatus.INTACT: "intact",
+    ScanStatus.NO_MARKER: "no continuation marker",
+    ScanStatus.PAST_END: "message runs past the end of the file",
+    ScanStatus.NOT_RECORD_BATCH: "not a record batch message",
+    ScanStatus.FOREIGN_LAYOUT: (
+        "record batch layout is not that of nudaq pulses (columns, nulls or compression)"
+    ),
+    ScanStatus.BAD_METADATA: "custom metadata missing or malformed",
+    ScanStatus.CHECKSUM: "checksum mismatch",
+    ScanStatus.NOT_CLOSED: "no end-of-stream marker: file not closed",
+    ScanStatus.NO_SCHEMA: "first message is not the schema",
 }
 
 
@@ -111,11 +135,6 @@ def _crc_tables() -> np.ndarray:
 
 
 _CRC = _crc_tables()
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _crc_byte(crc, byte, tab):
-    return tab[0, (crc ^ byte) & 0xFF] ^ (crc >> np.uint32(8))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -409,7 +428,7 @@ def _block_v2(b, where, block, rows, count, ranges, itemsize):
 
 @numba.njit(cache=True, nogil=True)
 def _scan(b, w64, w32, w16, rows, tab, prefix, version, key_bytes, key_ends, itemsize, ranges):
-    """(index rows, count, status, offset): status 0 = intact, else a _REASONS code at offset.
+    """(index rows, count, ScanStatus, offset): where the scan stopped, and why.
     ``rows``: room for the index (uninitialised; grown when too small)."""
     size = b.shape[0]
     block = np.zeros(_NF, dtype=np.int64)
@@ -420,42 +439,42 @@ def _scan(b, w64, w32, w16, rows, tab, prefix, version, key_bytes, key_ends, ite
     first = True
     while True:
         if pos + 8 > size:
-            return rows, count, 7, pos
+            return rows, count, ScanStatus.NOT_CLOSED, pos
         if _u32(b, pos) != 0xFFFFFFFF:
-            return rows, count, 1, pos
+            return rows, count, ScanStatus.NO_MARKER, pos
         mlen = _i32(b, pos + 4)
         if mlen == 0:
             if first:
-                return rows, count, 8, pos
-            return rows, count, 0, pos
+                return rows, count, ScanStatus.NO_SCHEMA, pos
+            return rows, count, ScanStatus.INTACT, pos
         lo = pos + 8
         hi = lo + mlen
         if mlen < 8 or hi > size:
-            return rows, count, 2, pos
+            return rows, count, ScanStatus.PAST_END, pos
         root = lo + _u32(b, lo)
         if root < lo or root + 4 > hi:
-            return rows, count, 2, pos
+            return rows, count, ScanStatus.PAST_END, pos
         type_at = _field(b, root, 1, lo, hi)
         body_at = _field(b, root, 3, lo, hi)
         header_type = b[type_at] if type_at > 0 else 0
         body_len = np.int64(_u64(b, body_at)) if body_at > 0 else 0
         if body_len < 0 or hi + body_len > size:
-            return rows, count, 2, pos
+            return rows, count, ScanStatus.PAST_END, pos
         if first:
             if header_type != 1:
-                return rows, count, 8, pos
+                return rows, count, ScanStatus.NO_SCHEMA, pos
             first = False
             pos = hi + body_len
             continue
         if header_type != 3:
-            return rows, count, 3, pos
+            return rows, count, ScanStatus.NOT_RECORD_BATCH, pos
         block[_OFF] = pos
         header = _deref(b, _field(b, root, 2, lo, hi), lo, hi)
         if header < 0 or not _record_batch(b, header, lo, hi, hi, body_len, block, itemsize):
-            return rows, count, 4, pos
+            return rows, count, ScanStatus.FOREIGN_LAYOUT, pos
         meta = _deref(b, _field(b, root, 4, lo, hi), lo, hi)
         if not _values(b, meta, lo, hi, key_bytes, key_ends, where):
-            return rows, count, 5, pos
+            return rows, count, ScanStatus.BAD_METADATA, pos
         if version == 1:
             rows = _room(rows, count, 1)
             rows[count, :_KIND] = block[:_KIND]
@@ -466,9 +485,9 @@ def _scan(b, w64, w32, w16, rows, tab, prefix, version, key_bytes, key_ends, ite
             rows = _room(rows, count, where[0, 1] // _HEX_HEADER)
             k = _block_v2(b, where, block, rows, count, ranges, itemsize) if ok else -1
         if k < 0 or crc_out[0] < 0 or crc_out[0] > ranges[-1, 1]:
-            return rows, count, 5, pos
+            return rows, count, ScanStatus.BAD_METADATA, pos
         if _crc_rows(b, w64, w32, w16, rows, count, count + k, tab, prefix) != crc_out[0]:
-            return rows, count, 6, pos
+            return rows, count, ScanStatus.CHECKSUM, pos
         count += k
         pos = hi + body_len
 
@@ -573,7 +592,6 @@ def scan_pulses(path: str | Path) -> PulseIndex:
         _RANGES,
     )
     batches = np.ascontiguousarray(rows[:count]).view(INDEX_DTYPE).reshape(count)
-    reason = "" if status == 0 else f"{_REASONS[status]} at offset {offset}"
-    return PulseIndex(
-        reader.path, reader.run, reader.config_json, buffer, batches, status == 0, reason
-    )
+    intact = status == ScanStatus.INTACT
+    reason = "" if intact else f"{ScanStatus(status).reason} at offset {offset}"
+    return PulseIndex(reader.path, reader.run, reader.config_json, buffer, batches, intact, reason)

@@ -145,8 +145,8 @@ def test_nothing_is_built_before_every_window_is_complete():
     eb.add(batches[(2, 1)])  # CRV complete below 400 us
     update = eb.advance()
     assert update.events["t_ns"].tolist() == [100_000]
-    assert eb.horizon_ns == 120_000 - config.builder.ac_window_ns
-    assert update.exposure["on"].elapsed_ns == eb.horizon_ns
+    assert eb.summary["horizon_ns"] == 120_000 - config.builder.ac_window_ns
+    assert update.exposure["on"].elapsed_ns == eb.summary["horizon_ns"]
 
 
 def test_dead_time_goes_to_the_reactor_state_of_its_batch():
@@ -267,7 +267,7 @@ def test_missing_batch_is_counted_and_the_rest_is_built():
     for b in rest:
         eb.add(b)
     eb.advance()
-    assert eb.horizon_ns < lost.watermark_ns  # waiting for the gap to close
+    assert eb.summary["horizon_ns"] < lost.watermark_ns  # waiting for the gap to close
     eb.finish()
     s = eb.summary
     assert s["missing_batches"] == 1 and s["lost"]["acv"] == 1
@@ -286,7 +286,7 @@ def test_a_gap_stalls_at_most_max_pending_batches():
             eb.add(b)
     eb.advance()
     assert eb.summary["missing_batches"] == 1
-    assert eb.eor_received and eb.horizon_ns > 40_000_000
+    assert eb.eor_received and eb.summary["horizon_ns"] > 40_000_000
     eb.add(lost)  # too late now: rejected as a duplicate
     eb.advance()
     assert eb.summary["rejected_messages"] == 1
