@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
@@ -38,7 +38,6 @@ class ProcessInfo:
 
     name: str
     pid: int
-    last_seen: float = field(default_factory=time.monotonic)
 
 
 class RunControl:
@@ -72,8 +71,6 @@ class RunControl:
             self.processes[name] = ProcessInfo(name, int(message.get("pid", 0)))
             log.info("process %s (pid %s) joined", name, message.get("pid"))
             return None
-        if name in self.processes:
-            self.processes[name].last_seen = time.monotonic()
         return message
 
     def pump(self, timeout_ms: int = 0) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Queries over runs: which runs, their summed spectra and exposure, one run's summary.
+"""Queries over runs: which runs, and their summed spectra and exposure.
 
 ON and OFF spectra are not stored as such: they are sums over the selected runs of the
 per-run, per-reactor-state spectra, done by the database (one aggregate query), so a
@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from sqlalchemy import BigInteger, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from daq.build.increments import REACTOR_STATES, ExposureDelta, event_counts
+from daq.build.increments import REACTOR_STATES, ExposureDelta
 from daq.core.config import Spectrum
 from daq.core.errors import AnalysisError
 from daq.core.records import CATEGORY_NAMES
-from daq.store.models import Exposure, ReactorInterval, Run, SpectrumBin, StreamStat
+from daq.store.models import Exposure, Run, SpectrumBin
 
 _RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 
@@ -172,48 +172,3 @@ def load_exposure(
         )
     ).one()
     return ExposureDelta(**{n: int(v) for n, v in zip(names, sums, strict=True)})
-
-
-def run_summary(session: Session, number: int, tag: str = "") -> dict:
-    """One run at a glance: state, pulses and losses per stream, events, live time, reactor."""
-    (run,) = _runs(session, [number])
-    streams = session.scalars(
-        select(StreamStat).where(StreamStat.run_id == run.id, StreamStat.tag == tag)
-    ).all()
-    exposures = {
-        e.reactor: e
-        for e in session.scalars(
-            select(Exposure).where(Exposure.run_id == run.id, Exposure.tag == tag)
-        )
-    }
-    intervals = session.scalars(
-        select(ReactorInterval)
-        .where(ReactorInterval.run_id == run.id, ReactorInterval.tag == tag)
-        .order_by(ReactorInterval.start_ns)
-    ).all()
-    events = event_counts(exposures.values())
-    return {
-        "run": run.number,
-        "tag": tag,
-        "state": run.state,
-        "quality": run.quality,
-        "started_utc": run.started_utc.isoformat(),
-        "stopped_utc": run.stopped_utc.isoformat() if run.stopped_utc else None,
-        "pulses": {s.stream: s.pulses for s in streams},
-        "lost": {s.stream: s.dropped + s.lost_frames + s.missing_batches for s in streams},
-        "rejected_messages": {s.stream: s.rejected_messages for s in streams},
-        "events": events,
-        "live_time_s": sum(e.live_ns for e in exposures.values()) / 1e9,
-        "elapsed_time_s": sum(e.elapsed_ns for e in exposures.values()) / 1e9,
-        "live_time_s_by_reactor": {r: e.live_ns / 1e9 for r, e in exposures.items()},
-        "reactor": [
-            {
-                "reactor": i.reactor,
-                "start_ns": i.start_ns,
-                "end_ns": i.end_ns,
-                "power_MW": i.power_MW,
-            }
-            for i in intervals
-        ],
-        "raw_file": run.raw_file,
-    }

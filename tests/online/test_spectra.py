@@ -21,7 +21,7 @@ from daq.core.records import CATEGORY_NAMES, Category
 from daq.store.filler import SpectrumFiller
 from daq.store.runs import create_run, set_quality
 from daq.store.session import session_scope
-from daq.store.spectra import load_exposure, load_spectrum, parse_run_spec, run_summary, select_runs
+from daq.store.spectra import load_exposure, load_spectrum, parse_run_spec, select_runs
 
 CONFIG = Config(spectrum={"bin_width_keV": 0.5, "max_keV": 200.0})
 N_BINS = CONFIG.spectrum.n_bins
@@ -133,30 +133,6 @@ def test_spectrum_errors(db_engine):
             load_exposure(session, [1, 77], None)
         with pytest.raises(AnalysisError, match="no runs selected"):
             load_spectrum(session, [], None, "all")
-
-
-def test_run_summary(db_engine):
-    truth = fill_runs(db_engine)[4]
-    with session_scope(db_engine, readonly=True) as session:
-        summary = run_summary(session, 4)
-        with pytest.raises(AnalysisError, match="77"):
-            run_summary(session, 77)
-    assert summary["run"] == 4 and summary["quality"] == "good"
-    assert summary["pulses"] == {s: d.pulses for s, d in truth.streams.items()}
-    assert summary["lost"] == {s: d.lost for s, d in truth.streams.items()}
-    exposures = truth.exposure.values()
-    assert summary["events"] == {
-        "all": sum(e.events_all for e in exposures),
-        "ac": sum(e.events_ac for e in exposures),
-        "crv": sum(e.events_crv for e in exposures),
-        "candidate": sum(e.events_candidate for e in exposures),
-        "rt": sum(e.rt_events for e in exposures),
-    }
-    assert summary["live_time_s"] == pytest.approx(sum(e.live_ns for e in exposures) / 1e9)
-    assert [(i["reactor"], i["start_ns"], i["end_ns"]) for i in summary["reactor"]] == [
-        ("on", 0, 10**10),
-        ("off", 10**10, None),
-    ]
 
 
 def test_a_year_of_runs_sums_exactly(db_engine):
