@@ -19,14 +19,28 @@ long_exposure_s                the issue's targets: generating 4712 h ON + 1250 
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from daq.core.errors import NudaqError
 from hardware_sim.bench import live, long_exposure, replay_bench, tagging, zmq_ceiling
 
 LIVE_TARGET = 300_000
+BASELINE_PACKAGES = ("pandas",)
+"""What the baselines need beyond nudaq's own dependencies (the ``bench`` extra)."""
+
+
+def require_baselines() -> None:
+    """NudaqError in one line naming the missing baseline packages and how to install them."""
+    missing = [name for name in BASELINE_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise NudaqError(
+            f"the baselines need {', '.join(missing)}: install them with "
+            "pip install -e '.[bench]' (or pip install 'nudaq[bench]')"
+        )
 
 
 def _log(text: str) -> None:

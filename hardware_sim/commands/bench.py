@@ -25,8 +25,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hardware_sim.bench.run import print_table, run_benchmarks
+    from hardware_sim.bench.run import print_table, require_baselines, run_benchmarks
 
+    require_baselines()
     result = run_benchmarks(quick=args.quick)
     if args.json:
         print(json.dumps(result, indent=2))
