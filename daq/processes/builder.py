@@ -55,7 +55,7 @@ from daq.core.errors import NudaqError, WireError
 from daq.core.overrides import with_overrides
 from daq.core.paths import db_url
 from daq.core.records import DATA_STREAM_NAMES, RUN_STREAMS, STREAM_NAMES, Stream, stream_by_name
-from daq.formats.rawfile import PULSES, RawWriter, raw_path
+from daq.formats.rawfile import PULSES, RawFileInfo, RawWriter, raw_path
 from daq.formats.wire import decode
 from daq.kernels.warmup import warm_up
 from daq.processes.common import StopFlag, base_parser, common_setup
@@ -101,42 +101,35 @@ def peak_rss_mb() -> float:
 
 
 class RunRecorder:
-    """One open run: its event builders (one per variant), raw files and spectrum fillers.
+    """One open run: its event builders (one per variant) and their spectrum fillers.
 
-    Live: one variant (tag "", the process's configuration), raw files, commits every
-    ``builder.commit_interval_s``. Replay (``replay``): the variants asked for, no raw
-    files, one commit at the close.
+    What is recorded besides SQL and when SQL is committed is the difference between a live
+    run (LiveRecorder) and a replay (ReplayRecorder); building is the same code in both.
     """
+
+    burst_pulses: int | None = None
+    """Pulses read before the builder advances (None: a burst of messages, BURST)."""
+    raw_file: Path | None = None
 
     def __init__(
         self,
         config: Config,
-        data_dir: Path,
         engine,
         run: int,
         streams: tuple[Stream, ...],
         reactor_on: bool | None,
-        variants: list[dict] | None = None,
-        replay: bool = False,
+        variants: list[dict],
     ) -> None:
         self.run = run
         self.config = config
-        self.replay = replay
         self.variants = [
             self._variant(engine, v.get("tag", ""), v.get("overrides", {}), streams, reactor_on)
-            for v in variants or [{"tag": ""}]
+            for v in variants
         ]
         self.builder = self.variants[0].builder
-        prefix = data_dir / "raw" / f"run{run:06d}"
-        self.raw = None if replay else RawWriter(prefix, run, config.snapshot())
-        self.raw_file = None if replay else raw_path(prefix, PULSES)
         self.received: dict[str, int] = {}
         self.undecodable = 0
         self._undecodable_pending = 0
-        now = time.monotonic()
-        self._next_commit = now + config.builder.commit_interval_s
-        self._next_flush = now + config.builder.raw_flush_interval_s
-        self._cpu_start = time.process_time()
 
     def _variant(self, engine, tag: str, overrides: dict, streams, reactor_on) -> Variant:
         config = with_overrides(self.config, overrides) if overrides else self.config
@@ -145,8 +138,7 @@ class RunRecorder:
 
     def add(self, batch) -> None:
         """Record one received batch and hand it to the event builders."""
-        if self.raw is not None:
-            self.raw.write_batch(batch)
+        self._record_batch(batch)
         name = STREAM_NAMES.get(batch.stream, str(batch.stream))
         self.received[name] = self.received.get(name, 0) + 1
         for variant in self.variants:
@@ -165,51 +157,38 @@ class RunRecorder:
             if self._undecodable_pending:
                 delta = update.streams.setdefault(UNDECODABLE, StreamDelta())
                 delta.rejected_messages += self._undecodable_pending
-            if self.raw is not None and variant is self.variants[0]:
-                self.raw.write_events(update.events)
+            if variant is self.variants[0]:
+                self._record_events(update.events)
             variant.filler.add(update)
         self._undecodable_pending = 0
 
     def tick(self) -> None:
-        """Commit spectra and flush raw files when their intervals are due (live only).
-
-        A failed commit is logged; its increments stay pending for the next one.
-        """
-        if self.replay:
-            return
-        now = time.monotonic()
-        if now >= self._next_commit:
-            self._next_commit = now + self.config.builder.commit_interval_s
-            try:
-                self.variants[0].filler.commit()
-            except (SQLAlchemyError, NudaqError) as err:
-                log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
-        if now >= self._next_flush:
-            self.raw.flush()
-            self._next_flush = now + self.config.builder.raw_flush_interval_s
+        """Commit and flush what is due (a live run; a replay commits once, at the close)."""
 
     def close(self, eor_timeout: bool) -> dict:
         """Finish the run: build the rest, final commit, close the files; the run summary."""
         self.advance(final=True)
         built = time.monotonic()  # system-wide clock: the replay compares it with its own
-        raw_files = self.raw.close() if self.raw is not None else []
+        raw_files = self._close_files()
         for variant in self.variants:
             variant.filler.close_run(raw_files, end_ns=variant.builder.exposure_end_ns)
-        summary = self.summary()
-        summary["eor_timeout"] = eor_timeout
-        if self.replay:
-            summary["tags"] = {v.tag: self._counts(v.builder) for v in self.variants}
-            summary["received"] = dict(self.received)
-            summary["peak_rss_mb"] = peak_rss_mb()
-            summary["cpu_s"] = time.process_time() - self._cpu_start
-            summary["built_monotonic_s"] = built
+        summary = self.summary() | {"eor_timeout": eor_timeout} | self._closing_facts(built)
         log.info("run %d closed: %s", self.run, json.dumps(summary))
         return summary
 
-    @staticmethod
-    def _counts(builder: EventBuilder) -> dict:
-        s = builder.summary
-        return {"events": s["events"], "rt_tags": s["rt_tags"]}
+    def _record_batch(self, batch) -> None:
+        """Keep a received batch besides building it (a live run's raw file)."""
+
+    def _record_events(self, events) -> None:
+        """Keep built events besides filling them (a live run's raw file)."""
+
+    def _close_files(self) -> list[RawFileInfo]:
+        """Close what was recorded; the raw files written."""
+        return []
+
+    def _closing_facts(self, built_monotonic_s: float) -> dict:
+        """What the run summary adds at the close (a replay's measurements)."""
+        return {}
 
     def summary(self) -> dict:
         """The run summary as run control and the shifter see it (of the first variant)."""
@@ -232,6 +211,87 @@ class RunRecorder:
             "no_eor": s["no_eor"],
             "raw_file": None if self.raw_file is None else str(self.raw_file),
         }
+
+
+class LiveRecorder(RunRecorder):
+    """A live run: raw files of every batch and event (daq.formats.rawfile), flushed every
+    ``builder.raw_flush_interval_s``, and SQL commits every ``builder.commit_interval_s``."""
+
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        engine,
+        run: int,
+        streams: tuple[Stream, ...],
+        reactor_on: bool | None,
+        variants: list[dict],
+    ) -> None:
+        super().__init__(config, engine, run, streams, reactor_on, variants)
+        prefix = data_dir / "raw" / f"run{run:06d}"
+        self.raw = RawWriter(prefix, run, config.snapshot())
+        self.raw_file = raw_path(prefix, PULSES)
+        now = time.monotonic()
+        self._next_commit = now + config.builder.commit_interval_s
+        self._next_flush = now + config.builder.raw_flush_interval_s
+
+    def tick(self) -> None:
+        """Commit spectra and flush raw files when their intervals are due.
+
+        A failed commit is logged; its increments stay pending for the next one.
+        """
+        now = time.monotonic()
+        if now >= self._next_commit:
+            self._next_commit = now + self.config.builder.commit_interval_s
+            try:
+                self.variants[0].filler.commit()
+            except (SQLAlchemyError, NudaqError) as err:
+                log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
+        if now >= self._next_flush:
+            self.raw.flush()
+            self._next_flush = now + self.config.builder.raw_flush_interval_s
+
+    def _record_batch(self, batch) -> None:
+        self.raw.write_batch(batch)
+
+    def _record_events(self, events) -> None:
+        self.raw.write_events(events)
+
+    def _close_files(self) -> list[RawFileInfo]:
+        return self.raw.close()
+
+
+class ReplayRecorder(RunRecorder):
+    """A replay: the variants asked for, no raw files, one SQL commit at the close, and a
+    summary that says what the replay cost (per-tag counts, peak memory, CPU, build time)."""
+
+    burst_pulses = REPLAY_BURST_PULSES
+
+    def __init__(
+        self,
+        config: Config,
+        engine,
+        run: int,
+        streams: tuple[Stream, ...],
+        reactor_on: bool | None,
+        variants: list[dict],
+    ) -> None:
+        super().__init__(config, engine, run, streams, reactor_on, variants)
+        self._cpu_start = time.process_time()
+
+    def _closing_facts(self, built_monotonic_s: float) -> dict:
+        return {
+            "tags": {v.tag: self._counts(v.builder) for v in self.variants},
+            "received": dict(self.received),
+            "peak_rss_mb": peak_rss_mb(),
+            "cpu_s": time.process_time() - self._cpu_start,
+            "built_monotonic_s": built_monotonic_s,
+        }
+
+    @staticmethod
+    def _counts(builder: EventBuilder) -> dict:
+        s = builder.summary
+        return {"events": s["events"], "rt_tags": s["rt_tags"]}
 
 
 class BuilderProcess:
@@ -306,7 +366,7 @@ class BuilderProcess:
                 continue
             recorder.add(batch)
             pulses += len(batch.pulses)
-            if recorder.replay and pulses >= REPLAY_BURST_PULSES:
+            if recorder.burst_pulses is not None and pulses >= recorder.burst_pulses:
                 break
         recorder.advance()
 
@@ -345,9 +405,11 @@ class BuilderProcess:
         reactor_on = None if reactor is None else reactor == "on"
         replay = bool(transition.get("replay", False))
         variants = transition.get("variants") or [{"tag": transition.get("tag", "")}]
-        self.recorder = RunRecorder(
-            self.config, self.data_dir, self.engine, run, streams, reactor_on, variants, replay
-        )
+        args = (self.engine, run, streams, reactor_on, variants)
+        if replay:
+            self.recorder = ReplayRecorder(self.config, *args)
+        else:
+            self.recorder = LiveRecorder(self.config, self.data_dir, *args)
         log.info("run %d begins; expecting %s", run, ", ".join(STREAM_NAMES[s] for s in streams))
         self.control.ack(transition, run=run)
 
