@@ -79,6 +79,30 @@ REPLAY_BURST_PULSES = 1 << 20
 """Pulses read in replay before the builder advances (bounds what it holds at once)."""
 
 
+@dataclass(frozen=True)
+class RunBegin:
+    """What a ``begin`` transition asks of the builder (see the module doc for its fields)."""
+
+    run: int
+    streams: tuple[Stream, ...]
+    reactor_on: bool | None
+    variants: list[dict]
+    replay: bool
+
+    @classmethod
+    def of(cls, transition: dict) -> RunBegin:
+        """The begin of a transition message (KeyError/ValueError when malformed)."""
+        names = transition.get("streams")
+        reactor = transition.get("reactor")
+        return cls(
+            run=int(transition["run"]),
+            streams=tuple(stream_by_name(n) for n in names) if names else RUN_STREAMS,
+            reactor_on=None if reactor is None else reactor == "on",
+            variants=transition.get("variants") or [{"tag": transition.get("tag", "")}],
+            replay=bool(transition.get("replay", False)),
+        )
+
+
 @dataclass
 class Variant:
     """One configuration being built: its event builder and the filler of its SQL tag."""
@@ -111,29 +135,21 @@ class RunRecorder:
     """Pulses read before the builder advances (None: a burst of messages, BURST)."""
     raw_file: Path | None = None
 
-    def __init__(
-        self,
-        config: Config,
-        engine,
-        run: int,
-        streams: tuple[Stream, ...],
-        reactor_on: bool | None,
-        variants: list[dict],
-    ) -> None:
-        self.run = run
+    def __init__(self, config: Config, engine, begin: RunBegin) -> None:
+        self.run = begin.run
         self.config = config
         self.variants = [
-            self._variant(engine, v.get("tag", ""), v.get("overrides", {}), streams, reactor_on)
-            for v in variants
+            self._variant(engine, v.get("tag", ""), v.get("overrides", {}), begin)
+            for v in begin.variants
         ]
         self.builder = self.variants[0].builder
         self.received: dict[str, int] = {}
         self.undecodable = 0
         self._undecodable_pending = 0
 
-    def _variant(self, engine, tag: str, overrides: dict, streams, reactor_on) -> Variant:
+    def _variant(self, engine, tag: str, overrides: dict, begin: RunBegin) -> Variant:
         config = with_overrides(self.config, overrides) if overrides else self.config
-        builder = EventBuilder(config, self.run, streams, reactor_on)
+        builder = EventBuilder(config, self.run, begin.streams, begin.reactor_on)
         return Variant(tag, builder, SpectrumFiller(engine, self.run, tag, builder.n_bins))
 
     def add(self, batch) -> None:
@@ -217,19 +233,10 @@ class LiveRecorder(RunRecorder):
     """A live run: raw files of every batch and event (daq.formats.rawfile), flushed every
     ``builder.raw_flush_interval_s``, and SQL commits every ``builder.commit_interval_s``."""
 
-    def __init__(
-        self,
-        config: Config,
-        data_dir: Path,
-        engine,
-        run: int,
-        streams: tuple[Stream, ...],
-        reactor_on: bool | None,
-        variants: list[dict],
-    ) -> None:
-        super().__init__(config, engine, run, streams, reactor_on, variants)
-        prefix = data_dir / "raw" / f"run{run:06d}"
-        self.raw = RawWriter(prefix, run, config.snapshot())
+    def __init__(self, config: Config, engine, begin: RunBegin, data_dir: Path) -> None:
+        super().__init__(config, engine, begin)
+        prefix = data_dir / "raw" / f"run{begin.run:06d}"
+        self.raw = RawWriter(prefix, begin.run, config.snapshot())
         self.raw_file = raw_path(prefix, PULSES)
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
@@ -267,16 +274,8 @@ class ReplayRecorder(RunRecorder):
 
     burst_pulses = REPLAY_BURST_PULSES
 
-    def __init__(
-        self,
-        config: Config,
-        engine,
-        run: int,
-        streams: tuple[Stream, ...],
-        reactor_on: bool | None,
-        variants: list[dict],
-    ) -> None:
-        super().__init__(config, engine, run, streams, reactor_on, variants)
+    def __init__(self, config: Config, engine, begin: RunBegin) -> None:
+        super().__init__(config, engine, begin)
         self._cpu_start = time.process_time()
 
     def _closing_facts(self, built_monotonic_s: float) -> dict:
@@ -395,23 +394,19 @@ class BuilderProcess:
                 self.control.ack(transition, ok=False, error=str(err))
 
     def _begin(self, transition: dict) -> None:
-        run = int(transition["run"])
+        begin = RunBegin.of(transition)
         if self.recorder is not None:
-            log.warning("begin of run %d while run %d is open: ending it", run, self.recorder.run)
+            log.warning(
+                "begin of run %d while run %d is open: ending it", begin.run, self.recorder.run
+            )
             self._end_run()
-        names = transition.get("streams")
-        streams = tuple(stream_by_name(n) for n in names) if names else RUN_STREAMS
-        reactor = transition.get("reactor")
-        reactor_on = None if reactor is None else reactor == "on"
-        replay = bool(transition.get("replay", False))
-        variants = transition.get("variants") or [{"tag": transition.get("tag", "")}]
-        args = (self.engine, run, streams, reactor_on, variants)
-        if replay:
-            self.recorder = ReplayRecorder(self.config, *args)
+        if begin.replay:
+            self.recorder = ReplayRecorder(self.config, self.engine, begin)
         else:
-            self.recorder = LiveRecorder(self.config, self.data_dir, *args)
-        log.info("run %d begins; expecting %s", run, ", ".join(STREAM_NAMES[s] for s in streams))
-        self.control.ack(transition, run=run)
+            self.recorder = LiveRecorder(self.config, self.engine, begin, self.data_dir)
+        expected = ", ".join(STREAM_NAMES[s] for s in begin.streams)
+        log.info("run %d begins; expecting %s", begin.run, expected)
+        self.control.ack(transition, run=begin.run)
 
     def _end(self, transition: dict) -> None:
         run = int(transition.get("run", -1))
