@@ -1,4 +1,6 @@
-"""nudaq data acquisition: front-end drivers, ZeroMQ transport, builder, run control."""
+"""nudaq data acquisition: drivers, byte formats, the event builder, the SQL store, run control,
+supervision, the process mains and replay (the bottom layer: imports neither online nor
+hardware_sim)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

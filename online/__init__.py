@@ -1,1 +1,2 @@
-"""nudaq online: SQL storage, spectrum filling, physics and analysis, web monitoring."""
+"""nudaq online: physics, statistics and analysis, monitoring and alarms, the web (reads what
+daq stores; never imports hardware_sim)."""

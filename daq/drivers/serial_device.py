@@ -1,10 +1,10 @@
-"""Serial drivers of nudaq's devices, on top of pyserial (no physics here).
+"""The text half of every device's serial protocol, on top of pyserial (no physics here).
 
 ``serial.serial_for_url`` reaches a real port (``/dev/ttyUSB0``), a serial-over-Ethernet
 server (``socket://host:port``) or a pty, so the same driver code talks to the hardware and
 to the simulated devices of hardware_sim. ``SerialDevice`` is the text half of
-daq.formats.protocol that every device shares (one command line, one reply line); the front-end
-driver adds the binary list-mode frames, the slow-control driver the readings.
+daq.formats.protocol that every device shares (one command line, one reply line); the
+list-mode driver adds the binary frames, the slow-control driver the readings.
 """
 
 from __future__ import annotations
