@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 import psutil
+
+NUDAQ = [sys.executable, "-m", "daq.cli"]
+"""The ``nudaq`` command of this environment."""
+
+
+def start_up(data_dir: Path, *args: str, stdout=subprocess.PIPE, env=None) -> subprocess.Popen:
+    """``nudaq up --sim ARGS --data-dir DIR`` as a process, its streams as text (stderr piped)."""
+    return subprocess.Popen(
+        [*NUDAQ, "up", "--sim", *args, "--data-dir", str(data_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def stop_up(process: subprocess.Popen) -> None:

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,9 +17,9 @@ import pytest
 import zmq
 
 from daq.core.config import Config
+from tests.processes import NUDAQ, start_up
 
 pytestmark = pytest.mark.slow
-NUDAQ = [sys.executable, "-m", "daq.cli"]
 
 
 @pytest.fixture
@@ -119,12 +118,7 @@ def running_status(data_dir: Path) -> dict | None:
 
 def test_status_run_control_and_killed_readout(data_dir):
     """Shifter commands on a live system; then a readout dies and run control reports it."""
-    up = subprocess.Popen(
-        [*NUDAQ, "up", "--sim", "--speed", "5", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    up = start_up(data_dir, "--speed", "5")
     try:
         status = wait_for(lambda: running_status(data_dir), 90, "a running system")
         assert status["run"] == 1
@@ -177,12 +171,7 @@ def test_status_run_control_and_killed_readout(data_dir):
 
 
 def test_malformed_message_is_counted_and_the_run_goes_on(data_dir):
-    up = subprocess.Popen(
-        [*NUDAQ, "up", "--sim", "--speed", "5", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    up = start_up(data_dir, "--speed", "5")
     try:
         wait_for(lambda: running_status(data_dir), 90, "a running system")
         ctx = zmq.Context.instance()

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ import httpx2
 import pytest
 
 from daq.core.config import Config, ReactorPeriod, XrayLine
-from tests.processes import stop_up
+from tests.processes import start_up, stop_up
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -153,13 +152,10 @@ def live_system():
     config_file = data_dir / "browser-config.json"
     config_file.write_text(config.snapshot())
     env = {**os.environ, "NUDAQ_SHIFTER_TOKEN": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daq.cli", "up", "--sim", "--config", str(config_file)]
-        + ["--data-dir", str(data_dir), "--comment", "browser test"],
-        stdin=subprocess.DEVNULL,
+    process = start_up(
+        data_dir,
+        *("--config", str(config_file), "--comment", "browser test"),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
         env=env,
     )
     system = LiveSystem("", config, data_dir, process)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from daq.store.models import AnalysisHistory
 from daq.store.session import make_engine, session_scope
-from tests.processes import stop_up
+from tests.processes import start_up, stop_up
 
 pytestmark = pytest.mark.slow
 
@@ -55,13 +54,8 @@ def history(engine) -> list[AnalysisHistory]:
 def test_live_analysis_rows_at_the_configured_interval(data_dir):
     config = data_dir / "live.toml"
     config.write_text(f"[analysis]\ninterval_s = {INTERVAL_S}\n\n[web]\nport = {free_port()}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daq.cli", "up", "--sim", "--speed", "20"]
-        + ["--config", str(config), "--data-dir", str(data_dir)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_up(
+        data_dir, "--speed", "20", "--config", str(config), stdout=subprocess.DEVNULL
     )
     engine = make_engine(f"sqlite:///{data_dir / 'nudaq.sqlite'}")
     try:
