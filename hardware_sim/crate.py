@@ -4,10 +4,14 @@ The clock reads t_ns = t0 + (monotonic elapsed) x sim.speed, with t0 = time.time
 the crate is made. As the clock advances the crate generates the next slice
 [t_generated, now) at the slow-control device's current true reactor power and hands each
 front-end its stream's pulses; the front-ends send frames from there. One thread serves every
-line (select), so devices, generator and truth file need no locks.
+line (select), so devices, generator and truth file need no locks; another thread acts on them
+through ``call`` (run on the loop's next turn), as ``hold_silent`` and ``drop_line`` do.
 
 Ground truth goes to ``<data_dir>/sim/``: ``truth.arrow`` (when sim.truth) and
 ``faults.json``, both rewritten at least every second and at close (hardware_sim.truth).
+With ``record=True`` the devices also keep, in memory, every command received, every START,
+every frame sent with its fate on the line and every READ? answered with its true values
+(hardware_sim.devices, "Ground truth").
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import logging
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeVar
 
 from daq.core.config import Config
 from daq.core.records import DATA_STREAMS, STREAM_NAMES, Stream
@@ -26,6 +33,8 @@ from hardware_sim.generator import Generator
 from hardware_sim.truth import FAULTS_FILE, TRUTH_FILE, TruthWriter, write_fault_counts
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FLUSH_INTERVAL_S = 0.5
 """Wall seconds between truth and fault-count flushes."""
@@ -42,10 +51,11 @@ class SimCrate:
     """The simulated hardware of one experiment (see module docstring).
 
     ``run(stop)`` serves until ``stop()`` is true; ``start()`` does it in a background thread
-    (tests), ``close()`` stops, flushes the truth and closes every line.
+    (tests), ``close()`` stops, flushes the truth and closes every line. ``record`` makes the
+    devices keep their in-memory ground truth (commands, STARTs, frames, readings).
     """
 
-    def __init__(self, config: Config, data_dir: Path) -> None:
+    def __init__(self, config: Config, data_dir: Path, record: bool = False) -> None:
         sim = config.sim
         self.config = config
         self.speed = sim.speed
@@ -62,10 +72,13 @@ class SimCrate:
                 dead_ns=sim.adc_dead_time_ns if stream == Stream.HPGE else 0,
                 rt_rate_hz=sim.rt_rate_hz,
                 seed=sim.seed,
+                record=record,
             )
             for stream in DATA_STREAMS
         }
-        self.slowcontrol = SlowControlDevice(sim, self, make_line(sim.transport), sim.seed)
+        self.slowcontrol = SlowControlDevice(
+            sim, self, make_line(sim.transport), sim.seed, record=record
+        )
         self.truth = TruthWriter(self.sim_dir / TRUTH_FILE) if sim.truth else None
         self.pulses_generated = {STREAM_NAMES[s]: 0 for s in DATA_STREAMS}
         self._all: list[TextDevice] = [*self.devices.values(), self.slowcontrol]
@@ -73,6 +86,10 @@ class SimCrate:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._lag_warned_s = 0.0
+        self._calls: deque[tuple[Callable[[], object], Future]] = deque()
+        self._calls_lock = threading.Lock()
+        self._serving = False
+        self._loop_thread: int | None = None
         self.t0_ns = time.time_ns()
         self._mono0 = time.monotonic_ns()
         self.t_generated_ns = self.t0_ns
@@ -85,6 +102,47 @@ class SimCrate:
     @property
     def fault_counts(self) -> dict[str, dict[str, int]]:
         return {d.name: d.fault_counts for d in self.devices.values()}
+
+    def device(self, name: str) -> TextDevice:
+        """A device by name (hpge, acv, crv, slowcontrol)."""
+        for device in self._all:
+            if device.name == name:
+                return device
+        raise KeyError(f"no device {name!r}; devices: {', '.join(self.urls)}")
+
+    def call(self, fn: Callable[[], T], timeout_s: float = 10.0) -> T:
+        """Run ``fn()`` in the serving loop on its next turn and return its result: the
+        thread-safe way for another thread to act on the devices. Runs it at once when the
+        loop is not serving (or when called from the loop itself)."""
+        with self._calls_lock:
+            if not self._serving or threading.get_ident() == self._loop_thread:
+                future = None
+            else:
+                future = Future()
+                self._calls.append((fn, future))
+        if future is None:
+            return fn()
+        return future.result(timeout_s)
+
+    def hold_silent(self, name: str, silent: bool = True) -> None:
+        """Hold a front-end silent, or release it (ListModeDevice.hold_silent)."""
+        self.call(lambda: self.device(name).hold_silent(silent))
+
+    def drop_line(self, name: str) -> None:
+        """Drop a device's line now, as a dying device server would (TextDevice.disconnect)."""
+        self.call(lambda: self.device(name).disconnect())
+
+    def _run_calls(self) -> None:
+        while True:
+            with self._calls_lock:
+                if not self._calls:
+                    return
+                fn, future = self._calls.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except Exception as err:
+                    future.set_exception(err)
 
     def now_ns(self) -> int:
         """The common clock (ns)."""
@@ -116,14 +174,29 @@ class SimCrate:
     def start(self) -> SimCrate:
         """Serve in a background thread."""
         self._thread = threading.Thread(target=self.run, args=(self._stop.is_set,), daemon=True)
+        with self._calls_lock:
+            self._serving = True  # calls from now on wait for the loop
+            self._loop_thread = None
         self._thread.start()
         return self
 
     def run(self, stop: Callable[[], bool]) -> None:
         """Serve every line until stop() is true."""
+        with self._calls_lock:
+            self._serving = True
+            self._loop_thread = threading.get_ident()
+        try:
+            self._serve(stop)
+        finally:
+            with self._calls_lock:
+                self._serving = False
+            self._run_calls()
+
+    def _serve(self, stop: Callable[[], bool]) -> None:
         next_flush = time.monotonic() + FLUSH_INTERVAL_S
         log.info("crate up: %s, speed %g", self.urls, self.speed)
         while not stop() and not self._stop.is_set():
+            self._run_calls()
             tick = max(MIN_TICK_S, min(d.frame_s for d in self.devices.values()) / 2)
             self._serve_io(tick)
             self._generate_slice(self.now_ns())
@@ -180,7 +253,7 @@ class SimCrate:
             self.truth.close()
         write_fault_counts(self.sim_dir / FAULTS_FILE, self.fault_counts)
         for device in self._all:
-            device.line.close()
+            device.close()
         log.info("crate closed: generated %s", self.pulses_generated)
 
     def __enter__(self) -> SimCrate:

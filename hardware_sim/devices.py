@@ -18,12 +18,23 @@ List-mode front-ends (``NUDAQ,HPGE-ADC``, ``NUDAQ,ACV-DIGI``, ``NUDAQ,CRV-DIGI``
     that is not running discards the pulses it is handed (the hardware is not acquiring). THR
     filters after the ADC: pulses below it still cost dead time.
 
+    On demand (tests, fault studies; from another thread through hardware_sim.crate.SimCrate
+    .call): ``hold_silent`` keeps the device from sending frames, as a stall does (pulses
+    wait, STOP is still answered); ``disconnect`` drops its line as a dying device server
+    would; ``line_hook`` changes chosen frames' bytes on their way to the line.
+
 Slow control (``NUDAQ,SLOWCTRL``, text only)
     ``READ?`` -> ``OK t_ns=<clock> power_MW=<> hv_V=<> ln2_pct=<> temp_C=<>``. The power
     follows the sim.reactor schedule (simulated s since the crate started) until
     ``CONF POWER <MW>`` overrides it; readings carry 0.5 % noise, the generator uses the true
     value. ``CONF HV <V>`` sets the bias (an HV trip). The LN2 level falls 10 % per simulated
     day from 95 % and is refilled at 30 %.
+
+Ground truth kept on request (``record=True``, in memory)
+    Every device logs the command lines it receives (``commands``); a list-mode device every
+    START time (``starts``) and every frame it sent with what became of it on the line
+    (``frames``, SentFrame: damaged, lost or delivered); the slow-control device every
+    ``READ?`` with its true values (``readings``, ReadingRecord).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import os
 import socket
 import tty
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -59,12 +71,14 @@ OUTPUT_LIMIT_BYTES = 256 << 20
 """Bytes a device holds for a host that does not read before it throws frames away."""
 READ_BYTES = 65536
 POWER_NOISE = 0.005
-"""Relative noise of the power reading."""
+"""Relative noise (standard deviation) of the power reading."""
 LN2_FULL_PCT = 95.0
 LN2_REFILL_PCT = 30.0
 LN2_FALL_PCT_PER_DAY = 10.0
 TEMP_C = 22.0
+TEMP_NOISE_C = 0.05
 HV_NOISE_V = 0.5
+"""Standard deviations of the temperature and bias readings."""
 
 
 class Clock(Protocol):
@@ -128,10 +142,12 @@ class TcpLine:
             return b"", True
         return data, False
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes for the host (discarded when nobody is connected)."""
-        if self._conn is not None:
-            self._out += data
+    def write(self, data: bytes) -> bool:
+        """Queue bytes for the host; False (bytes discarded) when nobody is connected."""
+        if self._conn is None:
+            return False
+        self._out += data
+        return True
 
     def flush(self) -> bool:
         """Send what the socket takes now; False when the host is gone."""
@@ -145,12 +161,15 @@ class TcpLine:
         del self._out[:sent]
         return True
 
-    def drop(self) -> None:
-        """Close the connection to the host (it may connect again)."""
+    def drop(self) -> int:
+        """Close the connection to the host (it may connect again). Bytes already handed to
+        the socket still reach the host; returns how many queued bytes were thrown away."""
         if self._conn is not None:
             self._conn.close()
         self._conn = None
+        discarded = len(self._out)
         self._out.clear()
+        return discarded
 
     def close(self) -> None:
         self.drop()
@@ -190,8 +209,9 @@ class PtyLine:
         except BlockingIOError:
             return b"", False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         self._out += data
+        return True
 
     def flush(self) -> bool:
         try:
@@ -205,9 +225,11 @@ class PtyLine:
         del self._out[:sent]
         return True
 
-    def drop(self) -> None:
-        """A pty cannot hang up: forget what was not yet written."""
+    def drop(self) -> int:
+        """A pty cannot hang up: forget what was not yet written (returns how much)."""
+        discarded = len(self._out)
         self._out.clear()
+        return discarded
 
     def close(self) -> None:
         os.close(self._master)
@@ -222,6 +244,52 @@ def make_line(transport: str) -> Line:
     return TcpLine() if transport == "tcp" else PtyLine()
 
 
+# -- ground truth records -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SentFrame:
+    """One frame a list-mode device sent (``ListModeDevice.frames``): as encoded, and its fate.
+
+    ``delivered`` frames reach a host reading the line intact. Bytes lost because the host
+    itself went away (it closed the connection) are not tracked: no host reads them.
+    """
+
+    kind: int
+    counter: int
+    watermark_ns: int
+    dead_ns: int
+    pulses: np.ndarray
+    start_ns: int
+    """t_start of the acquisition (START) the frame belongs to."""
+    damaged: bool = False
+    """Its bytes went onto the line changed (a fault or the line hook): no reader decodes it,
+    and the frame counter shows the gap."""
+    lost: bool = False
+    """Its bytes never went out: thrown away (output full, nobody connected), a lost END
+    frame, dropped by the line hook, or still queued when the device dropped the line."""
+    line_end: int = field(default=0, repr=False)
+    """Bytes the device had queued on its line up to the end of this frame (0: none)."""
+
+    @property
+    def delivered(self) -> bool:
+        """Whether a host reading the line gets this frame intact."""
+        return not (self.damaged or self.lost)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRecord:
+    """One ``READ?`` answered (``SlowControlDevice.readings``): true values and the reply."""
+
+    t_ns: int
+    power_MW: float
+    hv_V: float
+    ln2_pct: float
+    temp_C: float
+    reply: str
+    """The reply line as sent: the true values with their reading noise."""
+
+
 # -- devices --------------------------------------------------------------------------------
 
 
@@ -229,23 +297,32 @@ class TextDevice:
     """The text half of daq.formats.protocol: line splitting, ``*IDN?``, ``CLOCK?``, ``CONF``.
 
     ``settings`` maps each ``CONF`` key to its current value; ``_parsers`` to a function that
-    converts and checks a new value (raising ValueError with the reason).
+    converts and checks a new value (raising ValueError with the reason). With ``record``,
+    ``commands`` logs every command line received (else it is None).
     """
 
     model = ""
 
-    def __init__(self, name: str, clock: Clock, line: Line) -> None:
+    def __init__(self, name: str, clock: Clock, line: Line, record: bool = False) -> None:
         self.name = name
         self.clock = clock
         self.line = line
         self.serial = f"SIM-{name.upper()}-0001"
         self.settings: dict[str, float | int] = {}
+        self.commands: list[str] | None = [] if record else None
         self._parsers: dict[str, Callable[[str], float | int]] = {}
         self._inbuf = bytearray()
+        self._line_pos = 0
+        """Bytes this device has queued on its line so far."""
 
     @property
     def url(self) -> str:
         return self.line.url
+
+    @property
+    def line_bytes(self) -> int:
+        """Bytes this device has queued on its line so far (replies and frames, noise and all)."""
+        return self._line_pos
 
     def receive(self, data: bytes) -> None:
         """Bytes from the host: run every complete command line."""
@@ -253,7 +330,10 @@ class TextDevice:
         while (end := self._inbuf.find(b"\n")) >= 0:
             raw = bytes(self._inbuf[:end])
             del self._inbuf[: end + 1]
-            self.command(raw.decode("ascii", errors="replace").strip())
+            text = raw.decode("ascii", errors="replace").strip()
+            if self.commands is not None:
+                self.commands.append(text)
+            self.command(text)
         if len(self._inbuf) > MAX_LINE_BYTES:
             self._inbuf.clear()
             self.reply(f"ERR command longer than {MAX_LINE_BYTES} bytes")
@@ -263,7 +343,23 @@ class TextDevice:
         self._inbuf.clear()
 
     def reply(self, text: str) -> None:
-        self.line.write((text + "\n").encode("ascii"))
+        self._write((text + "\n").encode("ascii"))
+
+    def _write(self, data: bytes) -> bool:
+        """Queue bytes on the line; False when they were discarded (nobody connected)."""
+        if not self.line.write(data):
+            return False
+        self._line_pos += len(data)
+        return True
+
+    def disconnect(self) -> None:
+        """Drop the line now, as a dying device server would (TCP: the host sees the
+        connection close and may connect again; a pty only loses what was not yet written)."""
+        self.line.drop()
+
+    def close(self) -> None:
+        """Close the line for good."""
+        self.line.close()
 
     def command(self, text: str) -> None:
         """One command line in text mode."""
@@ -328,8 +424,15 @@ class ListModeDevice(TextDevice):
     """A list-mode front-end (HPGe ADC or veto digitizer), see the module docstring.
 
     The crate hands it every generated slice through ``feed`` and calls ``tick`` in its loop;
-    ``dead_ns`` is the ADC conversion dead time (0 for the veto digitizers).
+    ``dead_ns`` is the ADC conversion dead time (0 for the veto digitizers). With ``record``,
+    ``frames`` and ``starts`` log every frame sent and every START time (else they are None).
+
+    ``line_hook(frame, data) -> bytes``, when set, gets each frame's SentFrame and the bytes
+    about to go onto the line (after the injected faults) and returns the bytes to send
+    instead (b"" for none): damage to chosen frames for tests and fault studies.
     """
+
+    line_hook: Callable[[SentFrame, bytes], bytes] | None = None
 
     def __init__(
         self,
@@ -341,8 +444,9 @@ class ListModeDevice(TextDevice):
         dead_ns: int,
         rt_rate_hz: float,
         seed: int,
+        record: bool = False,
     ) -> None:
-        super().__init__(stream.name.lower(), clock, line)
+        super().__init__(stream.name.lower(), clock, line, record)
         self.stream = stream
         self.model = MODELS[stream]
         self.dead_ns = dead_ns
@@ -353,6 +457,10 @@ class ListModeDevice(TextDevice):
             self.settings["RTRATE"] = rt_rate_hz
             self._parsers["RTRATE"] = _bounded(float, 0.0, 1e6)
         self.running = False
+        self.silent = False
+        """Held silent (hold_silent): no frames are sent until released."""
+        self.frames: list[SentFrame] | None = [] if record else None
+        self.starts: list[int] | None = [] if record else None
         self._counter = 0
         self._t_start = 0
         self._watermark = 0
@@ -386,6 +494,37 @@ class ListModeDevice(TextDevice):
     def _extra_commands(self) -> dict[str, Callable[[list[str]], None]]:
         return {"START": self._start, "STOP": self._stop_idle}
 
+    def reply(self, text: str) -> None:
+        self._write(self.faults.reply((text + "\n").encode("ascii")))
+
+    def hold_silent(self, silent: bool = True) -> None:
+        """Send no frames (not even heartbeats) until released; acquisition goes on and the
+        pulses wait, as in a stall. Text commands and STOP are still answered."""
+        log.info("%s: %s", self.name, "held silent" if silent else "released")
+        self.silent = silent
+
+    def disconnect(self) -> None:
+        """Drop the line now (see TextDevice.disconnect); acquisition stops. Frames still
+        queued on the line are lost (marked so in ``frames``)."""
+        log.info("%s: dropping the line", self.name)
+        self._drop_line()
+        self._idle()
+
+    def close(self) -> None:
+        self._drop_line()
+        self.line.close()
+
+    def _drop_line(self) -> None:
+        discarded = self.line.drop()
+        if not discarded or self.frames is None:
+            return
+        cut = self._line_pos - discarded
+        for sent in reversed(self.frames):
+            if sent.line_end > cut:
+                sent.lost = True
+            elif sent.line_end:
+                break
+
     def host_changed(self) -> None:
         super().host_changed()
         if self.running:
@@ -412,13 +551,13 @@ class ListModeDevice(TextDevice):
         if self.faults.disconnect_due(running_s):
             log.info("%s: injected disconnect after %.3g s running", self.name, running_s)
             self.faults.counts.disconnects += 1
-            self.line.drop()
+            self._drop_line()
             self._idle()
             return
         if wall_s < self._next_frame_s:
             return
         self._next_frame_s = wall_s + self.frame_s
-        if self.faults.stalled((self.clock.now_ns() - self.clock.t0_ns) * 1e-9):
+        if self.faults.stalled((self.clock.now_ns() - self.clock.t0_ns) * 1e-9) or self.silent:
             return
         self._send_pulses(self.clock.t_generated_ns)
 
@@ -429,6 +568,8 @@ class ListModeDevice(TextDevice):
         self._queue.clear()
         self.running = True
         self._next_frame_s = 0.0
+        if self.starts is not None:
+            self.starts.append(self._t_start)
         log.info("%s: START at %d ns", self.name, self._t_start)
         self.reply(f"OK {self._t_start}")
 
@@ -464,12 +605,29 @@ class ListModeDevice(TextDevice):
     def _send_frame(self, kind: int, watermark_ns: int, dead_ns: int, pulses: np.ndarray) -> None:
         frame = encode_frame(kind, self._counter, watermark_ns, dead_ns, pulses)
         dt_s = (watermark_ns - self._watermark) * 1e-9
+        sent = SentFrame(kind, self._counter, watermark_ns, dead_ns, pulses, self._t_start)
         self._counter += 1
         self._watermark = watermark_ns
         if self.line.pending_out > OUTPUT_LIMIT_BYTES:
             self.faults.counts.overflow_frames += 1
+            data = b""
+        elif kind == FRAME_END and self.faults.end_frame_lost():
+            log.info("%s: injected loss of the END frame", self.name)
+            data = b""
+        else:
+            data = self.faults.apply(frame, dt_s)
+            if self.line_hook is not None:
+                data = self.line_hook(sent, data)
+        if self.frames is None:
+            if data:
+                self._write(data)
             return
-        self.line.write(self.faults.apply(frame, dt_s))
+        if data and self._write(data):
+            sent.line_end = self._line_pos
+            sent.damaged = frame not in data
+        else:
+            sent.lost = True
+        self.frames.append(sent)
 
 
 class SlowControlDevice(TextDevice):
@@ -477,13 +635,15 @@ class SlowControlDevice(TextDevice):
 
     model = SLOWCONTROL_MODEL
 
-    def __init__(self, sim: Sim, clock: Clock, line: Line, seed: int) -> None:
-        super().__init__("slowcontrol", clock, line)
+    def __init__(self, sim: Sim, clock: Clock, line: Line, seed: int, record: bool = False) -> None:
+        super().__init__("slowcontrol", clock, line, record)
         self.schedule = sorted(sim.reactor, key=lambda p: p.start_s) or [
             ReactorPeriod(start_s=0, power_MW=0.0)
         ]
         self.rng = np.random.default_rng([seed, 99])
         self.override_MW: float | None = None
+        """The true power set by ``CONF POWER`` (replaces the schedule); None: the schedule."""
+        self.readings: list[ReadingRecord] | None = [] if record else None
         self.settings = {"HV": sim.hv_V}
         self._parsers = {"POWER": self._set_power, "HV": _bounded(float, 0.0, 10_000.0)}
 
@@ -491,6 +651,11 @@ class SlowControlDevice(TextDevice):
         value = _bounded(float, 0.0, 10_000.0)(text)
         self.override_MW = value
         return value
+
+    def set_power(self, power_MW: float) -> None:
+        """The true reactor power from now on, as ``CONF POWER`` sets it, without a host on
+        the line: a trip or restart at the plant (tests; through SimCrate.call)."""
+        self.settings["POWER"] = self._set_power(str(power_MW))
 
     def _sim_s(self, t_ns: int) -> float:
         return (t_ns - self.clock.t0_ns) * 1e-9
@@ -518,10 +683,12 @@ class SlowControlDevice(TextDevice):
     def _read(self, args: list[str]) -> None:
         t = self.clock.now_ns()
         noise = self.rng.standard_normal(3)
-        power = self.power_MW(t) * (1.0 + POWER_NOISE * noise[0])
-        hv = self.settings["HV"] + HV_NOISE_V * noise[1] if self.settings["HV"] > 0 else 0.0
-        temp = TEMP_C + 0.05 * noise[2]
-        self.reply(
-            f"OK t_ns={t} power_MW={power:.3f} hv_V={hv:.2f} "
-            f"ln2_pct={self.ln2_pct(t):.2f} temp_C={temp:.2f}"
-        )
+        true_power, true_hv, ln2 = self.power_MW(t), self.settings["HV"], self.ln2_pct(t)
+        power = true_power * (1.0 + POWER_NOISE * noise[0])
+        hv = true_hv + HV_NOISE_V * noise[1] if true_hv > 0 else 0.0
+        temp = TEMP_C + TEMP_NOISE_C * noise[2]
+        values = f"power_MW={power:.3f} hv_V={hv:.2f} ln2_pct={ln2:.2f} temp_C={temp:.2f}"
+        text = f"OK t_ns={t} {values}"
+        if self.readings is not None:
+            self.readings.append(ReadingRecord(t, true_power, true_hv, ln2, TEMP_C, text))
+        self.reply(text)

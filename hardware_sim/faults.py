@@ -4,9 +4,12 @@ Rates are per simulated second (daq.core.config.Faults): for a frame covering dt
 seconds, Poisson(rate x dt) noise bytes go in front of it, Poisson(rate x dt) of its bytes are
 removed, and with Poisson(rate x dt) > 0 distinct bits of it are flipped (an END frame covers
 no time, so it is never damaged). Disconnects and stalls are decided on the simulated clock.
-Everything injected is counted in ``counts`` so a test can check that the reader noticed every
-damaged frame: a frame that lost a byte or had a bit flipped never decodes (CRC-32 catches any
-such change), so it shows up as a counter gap.
+With probability ``end_frame_loss`` the END frame that answers STOP never leaves the device
+(the host must give up waiting for it), and ``reply_noise_bytes`` random bytes go in front
+of every text reply (the host reads a garbled line). Everything injected is counted in
+``counts`` so a test can check that the reader noticed every damaged frame: a frame that lost
+a byte or had a bit flipped never decodes (CRC-32 catches any such change), so it shows up as
+a counter gap. All of it is off by default, and a fault that is off draws no random numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class FaultCounts:
     stalls: int = 0
     overflow_frames: int = 0
     """Frames thrown away because the host did not read (output buffer full)."""
+    lost_end_frames: int = 0
+    garbled_replies: int = 0
+    """Text replies sent with noise in front."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -69,6 +75,22 @@ class FaultInjector:
         self.counts.noise_bytes += n_noise
         noise = rng.integers(0, 256, n_noise, dtype=np.uint8)
         return noise.tobytes() + data.tobytes()
+
+    def end_frame_lost(self) -> bool:
+        """Whether the END frame being sent now is lost (drawn with end_frame_loss)."""
+        p = self.faults.end_frame_loss
+        if p <= 0 or (p < 1 and self.rng.random() >= p):
+            return False
+        self.counts.lost_end_frames += 1
+        return True
+
+    def reply(self, line: bytes) -> bytes:
+        """The bytes to send for a text reply line: reply_noise_bytes random bytes in front."""
+        n = self.faults.reply_noise_bytes
+        if not n:
+            return line
+        self.counts.garbled_replies += 1
+        return self.rng.integers(0, 256, n, dtype=np.uint8).tobytes() + line
 
     def stalled(self, t_s: float) -> bool:
         """Whether the device sends nothing at t_s simulated seconds since the crate started.

@@ -131,7 +131,9 @@ class ReactorPeriod(_Section):
 
 
 class Faults(_Section):
-    """Fault injection on a simulated device's byte stream (rates per simulated second)."""
+    """Fault injection on a simulated front-end's line (hardware_sim.faults): damaged frames,
+    disconnects, stalls, lost END frames, noisy text replies. ``*_per_s`` are rates per
+    simulated second."""
 
     noise_bytes_per_s: float = Field(0.0, ge=0, description="random bytes inserted")
     dropped_bytes_per_s: float = Field(0.0, ge=0, description="bytes removed")
@@ -139,6 +141,12 @@ class Faults(_Section):
     disconnect_after_s: float = Field(0.0, ge=0, description="close the line after (0 = never)")
     stall_every_s: float = Field(0.0, ge=0, description="stop sending for stall_s (0 = never)")
     stall_s: float = Field(0.0, ge=0)
+    end_frame_loss: float = Field(
+        0.0, ge=0, le=1, description="probability that the END frame after STOP is lost"
+    )
+    reply_noise_bytes: int = Field(
+        0, ge=0, le=1024, description="random bytes in front of every text reply"
+    )
 
 
 class SimFaults(_Section):

@@ -1,4 +1,5 @@
-"""A test bench for nudaq processes: a fake run control and a fake builder around one process."""
+"""A test bench for nudaq processes: a fake run control and a fake builder around one process,
+and the simulated hardware (hardware_sim) they talk to, in this process or in its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 import zmq
 
 from daq.core.config import Config
+from daq.core.records import PULSE_DTYPE
+from daq.formats.protocol import FRAME_DATA
 from daq.formats.wire import Batch, decode
 
 
@@ -150,8 +153,41 @@ def crate_factory(tmp_path):
         crate.close()
 
 
-def sim_truth(crate: SimProcess, stream: int, t_from: int, t_to: int) -> np.ndarray:
-    """The pulses the simulated front-end recorded in [t_from, t_to) (stops the simulator)."""
+@pytest.fixture
+def sim_crate(tmp_path):
+    """Start the simulated hardware in this process (hardware_sim.crate.SimCrate serving its
+    lines in a thread) with its in-memory ground truth (``record``); stopped after the test.
+
+    Act on it while it runs through ``crate.call``, ``crate.hold_silent``, ``crate.drop_line``.
+    """
+    from hardware_sim.crate import SimCrate
+
+    crates = []
+
+    def make(config: Config):
+        crates.append(SimCrate(config, tmp_path / f"crate{len(crates)}", record=True).start())
+        return crates[-1]
+
+    yield make
+    for crate in crates:
+        crate.close()
+
+
+def sent_frames(crate, name: str) -> list:
+    """Every frame the in-process crate's device ``name`` sent so far (hardware_sim.devices
+    .SentFrame: as encoded, and whether it was delivered, damaged or lost)."""
+    return crate.call(lambda: list(crate.device(name).frames))
+
+
+def delivered_pulses(frames: list) -> np.ndarray:
+    """The pulses of the DATA frames that reached the host intact, in order."""
+    parts = [f.pulses for f in frames if f.kind == FRAME_DATA and f.delivered]
+    return np.concatenate(parts) if parts else np.zeros(0, PULSE_DTYPE)
+
+
+def sim_truth(crate, stream: int, t_from: int, t_to: int) -> np.ndarray:
+    """The pulses the simulated front-end recorded in [t_from, t_to) (stops the simulator:
+    a SimProcess or an in-process crate)."""
     from hardware_sim.generator import to_pulses
     from hardware_sim.truth import TRUTH_FILE, read_truth
 
@@ -162,7 +198,7 @@ def sim_truth(crate: SimProcess, stream: int, t_from: int, t_to: int) -> np.ndar
     return to_pulses(rows[keep])
 
 
-def sim_faults(crate: SimProcess, device: str) -> dict[str, int]:
+def sim_faults(crate, device: str) -> dict[str, int]:
     """What the simulator injected on a device's line (stops the simulator)."""
     from hardware_sim.truth import FAULTS_FILE, read_fault_counts
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -11,6 +12,21 @@ from daq.core.errors import ConfigError
 
 def test_example_is_the_defaults():
     assert load_config(EXAMPLE_CONFIG) == Config()
+
+
+def _keys(data: dict, prefix: str = "") -> set[str]:
+    """Dotted keys of every setting (lists of tables count as one setting)."""
+    out = set()
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        out |= _keys(value, f"{name}.") if isinstance(value, dict) else {name}
+    return out
+
+
+def test_example_spells_out_every_key():
+    """The shipped example names every setting, so a user can read them all in one file."""
+    example = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    assert _keys(example) == _keys(Config().model_dump(mode="json"))
 
 
 @pytest.mark.parametrize(

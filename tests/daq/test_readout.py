@@ -1,4 +1,5 @@
-"""The readout process against a front-end, a fake run control and a PULL socket (real bytes)."""
+"""The readout process against hardware_sim's simulated front-ends, a fake run control and a
+PULL socket (real bytes), checked against the devices' ground truth."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import numpy as np
 import process_bench
 import psutil
 import pytest
-from frontend_stub import StubFrontend
-from process_bench import Bench, missing_runs, sim_faults, sim_truth
+from process_bench import Bench, delivered_pulses, missing_runs, sent_frames, sim_faults, sim_truth
 
 from daq.core.config import Config
 from daq.core.records import FLAG_RT, Stream, stream_by_name
@@ -21,32 +21,44 @@ from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
 data_dir = process_bench.data_dir
 crate_factory = process_bench.crate_factory
+sim_crate = process_bench.sim_crate
+
+ADC_DEAD_NS = 1000
 
 
-def readout_bench(data_dir, stub, stream="hpge", send_hwm=200, **frontend) -> Bench:
-    """A readout of ``stream`` on the stub, with frontend settings overridden."""
+def busy_hpge(rate_hz: float) -> Config:
+    """A configuration whose HPGe ADC sees about rate_hz pulses/s: the flat continuum alone
+    (no veto partners, X-ray lines or random triggers), with a 1 us ADC dead time."""
     config = Config()
-    config.network.send_hwm = send_hwm
-    for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
-        setattr(getattr(config.frontends, stream), key, value)
-    bench = Bench(data_dir, stub.url, config, f"readout-{stream}", "readout", "--stream", stream)
-    bench.stub = stub
-    return bench
+    sim = config.sim
+    sim.compton_factor = sim.cosmic_factor = 0.0
+    sim.xray_lines = []
+    sim.adc_dead_time_ns = ADC_DEAD_NS
+    sim.flat_cpd = rate_hz * 86400 / (config.detector.mass_kg * sim.continuum_max_keV)
+    config.frontends.hpge.rt_rate_hz = 0.0
+    return config
 
 
 @pytest.fixture
-def bench_factory(data_dir):
+def bench_factory(data_dir, sim_crate):
+    """Factory: a readout of ``stream`` on an in-process crate (``bench.crate``, its device
+    ``bench.device``), with frontends.<stream> settings overridden."""
     benches = []
 
-    def make(stub_options=None, **frontend) -> Bench:
-        bench = readout_bench(data_dir, StubFrontend(**(stub_options or {})), **frontend)
+    def make(config: Config, stream="hpge", send_hwm=200, **frontend) -> Bench:
+        config.network.send_hwm = send_hwm
+        for key, value in {"batch_ms": 20, "heartbeat_ms": 100, **frontend}.items():
+            setattr(getattr(config.frontends, stream), key, value)
+        crate = sim_crate(config)
+        name = f"readout-{stream}"
+        bench = Bench(data_dir, crate.urls[stream], config, name, "readout", "--stream", stream)
+        bench.crate, bench.device, bench.stream = crate, crate.device(stream), stream
         benches.append(bench)
         return bench
 
     yield make
     for bench in benches:
         bench.close()
-        bench.stub.close()
 
 
 def received(batches: list[Batch]) -> np.ndarray:
@@ -65,31 +77,89 @@ def check_sequence(batches: list[Batch], run: int, stream: Stream = Stream.HPGE)
             assert b.pulses["t_ns"].max() < b.watermark_ns
 
 
+def check_batches_against_frames(batches: list[Batch], frames: list) -> None:
+    """Batch by batch against the frames the device delivered: a batch holds exactly the
+    pulses sent in [previous watermark, its watermark) and the dead time of the frames that
+    end in (previous watermark, its watermark]; a batch dropped in the readout holds none,
+    counts them in ``dropped`` and has its whole span as dead time."""
+    assert all(f.delivered for f in frames)
+    sent = delivered_pulses(frames)
+    marks = np.array([f.watermark_ns for f in frames])
+    dead = np.array([f.dead_ns for f in frames])
+    for prev, batch in pairwise(batches):
+        lo, hi = np.searchsorted(sent["t_ns"], [prev.watermark_ns, batch.watermark_ns])
+        if batch.dropped:
+            assert len(batch.pulses) == 0 and batch.dropped == hi - lo
+            assert batch.dead_ns == batch.watermark_ns - prev.watermark_ns
+        else:
+            assert batch.pulses.tobytes() == sent[lo:hi].tobytes()
+            inside = (marks > prev.watermark_ns) & (marks <= batch.watermark_ns)
+            assert batch.dead_ns == dead[inside].sum()
+
+
+def restart_gaps(frames: list, starts: list[int]) -> int:
+    """The dead time a readout counts for its restarts: from the last watermark it had (the
+    last frame delivered since the previous START, or that START) to each new START."""
+    gaps = 0
+    for before, start in pairwise(starts):
+        marks = [f.watermark_ns for f in frames if f.delivered and f.start_ns == before]
+        gaps += start - max([before, *marks])
+    return gaps
+
+
+def wait_for(bench: Bench, done, timeout_s: float = 20) -> None:
+    """Collect batches until done() is true."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, bench.diagnose()
+        bench.collect(0.05)
+
+
 def test_run_at_100k_pulses_per_second(bench_factory):
-    """begin -> BOR, data batches, heartbeats when quiet, end -> EOR; every pulse once, in order."""
-    bench = bench_factory({"rate_hz": 100_000, "frame_ms": 10})
-    stub = bench.stub
+    """begin -> BOR, data batches, heartbeats when quiet, end -> EOR; every pulse once, in order,
+    with its frame's dead time (that of the pulses below THR too)."""
+    config = busy_hpge(125_000)  # 111k triggers/s through the 1 us dead time, 90 % above THR
+    thr = 10_000  # 100 keV
+    bench = bench_factory(config, threshold_adc=thr)
+    crate, device = bench.crate, bench.device
     ack = bench.transition("begin", run=7)
     assert ack["ok"], ack
     cpu_before = psutil.Process(bench.proc.pid).cpu_times()
     bench.collect(1.0)
     cpu = psutil.Process(bench.proc.pid).cpu_times()
-    stub.rate_hz = 0.0
-    bench.collect(0.1)
+
+    def below_thr() -> int:  # in the crate's loop: from t_generated on, every pulse is below
+        config.sim.flat_cpd *= 20  # THR (the ADC still triggers: dead time, no pulses sent)
+        config.sim.continuum_max_keV /= 20
+        return crate.t_generated_ns
+
+    t_quiet = crate.call(below_thr)
+
+    wait_for(bench, lambda: bench.batches[-1][1].watermark_ns > t_quiet)
     quiet_from = len(bench.batches)
     bench.collect(0.6)
     ack = bench.transition("end", run=7)
     bench.collect_until(KIND_EOR)
     batches = [b for _, b in bench.batches]
     check_sequence(batches, 7)
-    assert stub.settings == {"THR": "0", "FRAME_MS": "20", "RTRATE": "0.1"}
-    assert batches[0].watermark_ns == stub.start_times[0]
-    end = stub.sent[-1]
+    assert device.commands == [
+        "*IDN?",
+        f"CONF THR {thr}",
+        "CONF FRAME_MS 20",
+        "CONF RTRATE 0.0",
+        "START",
+        "STOP",
+    ]
+    assert device.settings == {"THR": thr, "FRAME_MS": 20, "RTRATE": 0.0}
+    frames = sent_frames(crate, "hpge")
+    assert batches[0].watermark_ns == device.starts[0] == frames[0].start_ns
+    end = frames[-1]
     assert end.kind == FRAME_END and batches[-1].watermark_ns == end.watermark_ns
     pulses = received(batches)
-    assert pulses.tobytes() == stub.sent_pulses().tobytes()
+    assert pulses.tobytes() == delivered_pulses(frames).tobytes()
     assert len(pulses) > 80_000
-    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in stub.sent)
+    check_batches_against_frames(batches, frames)
+    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in frames)
     assert sum(b.lost_frames + b.dropped for b in batches) == 0
     assert ack["ok"] and ack["info"] == {
         "pulses": len(pulses),
@@ -100,12 +170,20 @@ def test_run_at_100k_pulses_per_second(bench_factory):
     }
     quiet = bench.batches[quiet_from:-1]
     assert len(quiet) >= 4 and all(len(b.pulses) == 0 for _, b in quiet)
+    assert sum(b.dead_ns for _, b in quiet) > 0
     gaps = np.diff([t for t, _ in quiet])
     assert gaps.max() < 0.1 + 0.15  # heartbeat_ms plus scheduling jitter
     cpu_s = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
     print(f"readout CPU at 100k pulses/s: {cpu_s:.0%} of one core")
     assert bench.transition("exit")["ok"]
     assert bench.proc.wait(10) == 0
+    # the pulses are the ones the crate recorded above THR, the dead time that of the ADC
+    t0, t1 = batches[0].watermark_ns, batches[-1].watermark_ns
+    truth = sim_truth(crate, Stream.HPGE, t0 - ADC_DEAD_NS, t1)
+    assert truth[(truth["t_ns"] >= t0) & (truth["adc"] >= thr)].tobytes() == pulses.tobytes()
+    t = truth["t_ns"]
+    adc_dead = np.minimum(t + ADC_DEAD_NS, t1) - np.maximum(t, t0)
+    assert sum(b.dead_ns for b in batches) == adc_dead[adc_dead > 0].sum()
 
 
 def drain_run(bench: Bench, run: int, stream: Stream = Stream.HPGE) -> tuple[dict, list[Batch]]:
@@ -118,92 +196,90 @@ def drain_run(bench: Bench, run: int, stream: Stream = Stream.HPGE) -> tuple[dic
 
 def test_backpressure_queues_without_loss(bench_factory):
     """Nobody pulls for a while: batches wait in the readout and all arrive later, in order."""
-    bench = bench_factory({"rate_hz": 50_000, "frame_ms": 10}, send_hwm=1, batch_ms=10)
+    bench = bench_factory(busy_hpge(50_000), send_hwm=1, batch_ms=10)
     assert bench.transition("begin", run=1)["ok"]
     time.sleep(1.0)  # the PULL side holds one message, the readout queues the rest
     ack, batches = drain_run(bench, 1)
+    frames = sent_frames(bench.crate, "hpge")
     pulses = received(batches)
-    assert pulses.tobytes() == bench.stub.sent_pulses().tobytes()
+    assert pulses.tobytes() == delivered_pulses(frames).tobytes()
     assert len(pulses) > 40_000
+    check_batches_against_frames(batches, frames)
     assert ack["info"]["dropped"] == 0 and ack["info"]["pulses"] == len(pulses)
     assert "the builder pushes back: queueing batches" in bench.log()
 
 
 def test_backpressure_overflow_drops_are_counted_exactly(bench_factory):
     """A full readout buffer drops the newest pulses: counted, and their span is dead time."""
-    bench = bench_factory({"rate_hz": 50_000, "frame_ms": 10}, batch_ms=10, buffer_pulses=1000)
+    bench = bench_factory(busy_hpge(50_000), batch_ms=10, buffer_pulses=1000)
     assert bench.transition("begin", run=2)["ok"]
-    time.sleep(1.0)
+    time.sleep(1.0)  # nobody pulls
     ack, batches = drain_run(bench, 2)
-    sent = bench.stub.sent_pulses()
+    frames = sent_frames(bench.crate, "hpge")
+    sent = delivered_pulses(frames)
     got = received(batches)
     dropped = sum(b.dropped for b in batches)
     assert dropped > 1000 and ack["info"]["dropped"] == dropped  # far beyond the buffer
     assert len(got) + dropped == len(sent)
-    assert len(np.unique(got["adc"])) == len(got) and np.all(np.diff(got["adc"].astype(int)) > 0)
-    lost = sent[~np.isin(sent["adc"], got["adc"])]
-    for prev, batch in pairwise(batches):
-        if batch.dropped:
-            assert len(batch.pulses) == 0
-            assert batch.dead_ns == batch.watermark_ns - prev.watermark_ns
-            inside = (lost["t_ns"] >= prev.watermark_ns) & (lost["t_ns"] < batch.watermark_ns)
-            assert inside.sum() == batch.dropped
-    assert sum(b.dead_ns for b in batches) > sum(f.dead_ns for f in bench.stub.sent)
+    check_batches_against_frames(batches, frames)
+    assert sum(b.dead_ns for b in batches) > sum(f.dead_ns for f in frames)
 
 
 def test_lost_line_reconnects_and_counts_the_gap(bench_factory):
     """The device server drops the line: the readout reconnects, restarts, counts the gap."""
-    bench = bench_factory({"rate_hz": 5_000, "frame_ms": 10}, timeout_s=2.0)
-    stub = bench.stub
+    bench = bench_factory(busy_hpge(5_000), timeout_s=2.0, frame_ms=10)
+    crate, device = bench.crate, bench.device
     assert bench.transition("begin", run=3)["ok"]
     bench.collect(0.3)
-    stub.disconnect()
-    deadline = time.monotonic() + 5
-    while len(stub.start_times) < 2:
-        assert time.monotonic() < deadline, bench.diagnose()
-        bench.collect(0.05)
+    crate.drop_line("hpge")
+    wait_for(bench, lambda: len(device.starts) >= 2)
     bench.collect(0.3)
     ack, batches = drain_run(bench, 3)
-    assert received(batches).tobytes() == stub.sent_pulses().tobytes()
-    first_run_end = max(f.watermark_ns for f in stub.sent if f.watermark_ns < stub.start_times[1])
-    gap = stub.start_times[1] - first_run_end
-    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in stub.sent) + gap
+    frames = sent_frames(crate, "hpge")
+    assert received(batches).tobytes() == delivered_pulses(frames).tobytes()
+    delivered_dead = sum(f.dead_ns for f in frames if f.delivered)
+    gap = restart_gaps(frames, device.starts)
+    assert gap > 0 and sum(b.dead_ns for b in batches) == delivered_dead + gap
     assert ack["info"]["lost_frames"] == 0
     assert "lost" in bench.log() and "restarted" in bench.log()
 
 
 def test_silent_device_is_restarted(bench_factory):
     """A device that stops sending for longer than timeout_s is reconnected and restarted."""
-    bench = bench_factory({"rate_hz": 1_000, "frame_ms": 10}, timeout_s=0.5)
-    stub = bench.stub
+    bench = bench_factory(busy_hpge(1_000), timeout_s=0.5, frame_ms=10)
+    crate, device = bench.crate, bench.device
     assert bench.transition("begin", run=4)["ok"]
-    stub.paused.set()
-    deadline = time.monotonic() + 5
-    while len(stub.start_times) < 2:
-        assert time.monotonic() < deadline, bench.diagnose()
-        bench.collect(0.05)
-    stub.paused.clear()
+    crate.hold_silent("hpge")
+    wait_for(bench, lambda: len(device.starts) >= 2)
+    crate.hold_silent("hpge", False)
     bench.collect(0.2)
     _, batches = drain_run(bench, 4)
-    assert received(batches).tobytes() == stub.sent_pulses().tobytes()
+    frames = sent_frames(crate, "hpge")
+    assert received(batches).tobytes() == delivered_pulses(frames).tobytes()
+    assert len(frames) > 5 and all(f.delivered for f in frames)
+    gap = restart_gaps(frames, device.starts)
+    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in frames) + gap
     assert "silent for" in bench.log()
 
 
 def test_dead_device_exits_3_with_a_clear_message(bench_factory):
-    bench = bench_factory({"frame_ms": 10}, timeout_s=1.0)
+    bench = bench_factory(busy_hpge(1_000), timeout_s=1.0, frame_ms=10)
     assert bench.transition("begin", run=5)["ok"]
     bench.collect(0.2)
-    bench.stub.close()
-    assert bench.proc.wait(10) == 3
+    bench.crate.close()  # every line closed for good
+    assert bench.proc.wait(20) == 3
     stderr = bench.proc.stderr.read()
-    assert f"device {bench.stub.url} unreachable" in stderr and "giving up" in stderr
+    url = bench.crate.urls["hpge"]
+    assert f"device {url} unreachable" in stderr and "giving up" in stderr
     bench.collect(0.2)
     batches = [b for _, b in bench.batches]
-    assert received(batches).tobytes() == bench.stub.sent_pulses().tobytes()
+    frames = bench.device.frames
+    assert len(frames) > 5
+    assert received(batches).tobytes() == delivered_pulses(frames).tobytes()
 
 
 def test_sigterm_while_running_ends_the_run(bench_factory):
-    bench = bench_factory({"rate_hz": 2_000, "frame_ms": 10})
+    bench = bench_factory(busy_hpge(2_000), frame_ms=10)
     assert bench.transition("begin", run=6)["ok"]
     bench.collect(0.3)
     os.kill(bench.proc.pid, signal.SIGTERM)
@@ -211,8 +287,10 @@ def test_sigterm_while_running_ends_the_run(bench_factory):
     assert bench.proc.wait(10) == 0
     batches = [b for _, b in bench.batches]
     check_sequence(batches, 6)
-    assert received(batches).tobytes() == bench.stub.sent_pulses().tobytes()
-    assert bench.stub.commands[-1] == "STOP"
+    frames = sent_frames(bench.crate, "hpge")
+    assert received(batches).tobytes() == delivered_pulses(frames).tobytes()
+    check_batches_against_frames(batches, frames)
+    assert bench.device.commands[-1] == "STOP"
 
 
 def crate_run(data_dir, crate_factory, config: Config, stream: str, seconds: float, **frontend):

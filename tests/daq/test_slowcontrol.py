@@ -1,4 +1,5 @@
-"""Slow control: driver, readings in SQL, the REACTOR stream and its ON/OFF flag."""
+"""Slow control against hardware_sim's slow-control device: driver, readings in SQL, the
+REACTOR stream and its ON/OFF flag, checked against the device's true values."""
 
 from __future__ import annotations
 
@@ -6,42 +7,65 @@ import time
 
 import numpy as np
 import process_bench
-from frontend_stub import StubFrontend
 from process_bench import Bench
 from sqlalchemy import select
 
 from daq.build.reactor import reactor_pulse
 from daq.core.config import Config
 from daq.core.records import FLAG_REACTOR_ON, Stream
-from daq.drivers.slowcontrol_device import SlowControlDriver
+from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDriver
+from daq.formats.protocol import parse_keyvalues, parse_reply
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR
 from daq.store.models import SlowControlReading
 from daq.store.session import make_engine
+from hardware_sim.devices import FIRMWARE, HV_NOISE_V, POWER_NOISE, TEMP_NOISE_C, ReadingRecord
 
 data_dir = process_bench.data_dir
 crate_factory = process_bench.crate_factory
+sim_crate = process_bench.sim_crate
+
+SIGMAS = 6
+"""Readings are checked within 6 standard deviations of their noise (P(fail) ~ 2e-9 each)."""
 
 
-def test_driver_reads_and_sets_power():
-    stub = StubFrontend(settings={"POWER": "2900.0"})
-    driver = SlowControlDriver(stub.url, timeout_s=1.0)
+def replied(truth: ReadingRecord) -> dict[str, float]:
+    """The values of the device's reply line."""
+    values = parse_keyvalues(parse_reply(truth.reply.encode()))
+    return {key: float(value) for key, value in values.items() if key != "t_ns"}
+
+
+def check_reading(reading: Reading, truth: ReadingRecord) -> None:
+    """A reading is the device's reply, and that reply is the truth up to its noise (and the
+    rounding of its digits)."""
+    assert reading.t_ns == truth.t_ns
+    assert {q: getattr(reading, q) for q in QUANTITIES} == replied(truth)
+    assert abs(reading.power_MW - truth.power_MW) <= SIGMAS * POWER_NOISE * truth.power_MW + 5e-4
+    assert abs(reading.hv_V - truth.hv_V) <= SIGMAS * HV_NOISE_V + 5e-3
+    assert abs(reading.ln2_pct - truth.ln2_pct) <= 5e-3 + 1e-9
+    assert abs(reading.temp_C - truth.temp_C) <= SIGMAS * TEMP_NOISE_C + 5e-3
+
+
+def test_driver_reads_and_sets_power(sim_crate):
+    config = Config()
+    crate = sim_crate(config)
+    device = crate.slowcontrol
+    driver = SlowControlDriver(crate.urls["slowcontrol"])
     try:
-        assert driver.identify().startswith("NUDAQ,")
-        before = stub.clock()
+        assert driver.identify() == f"NUDAQ,SLOWCTRL,{device.serial},{FIRMWARE}"
+        before = crate.now_ns()
         reading = driver.read()
-        assert before <= reading.t_ns <= stub.clock()
-        assert (reading.power_MW, reading.hv_V, reading.ln2_pct, reading.temp_C) == (
-            2900.0,
-            3000.0,
-            80.5,
-            21.25,
-        )
+        assert before <= reading.t_ns <= crate.now_ns()
+        truth = device.readings[-1]
+        assert (truth.power_MW, truth.hv_V) == (config.sim.reactor[0].power_MW, config.sim.hv_V)
+        check_reading(reading, truth)
         driver.set("power", 0.5)
-        assert stub.commands[-1] == "CONF POWER 0.5"
-        assert driver.read().power_MW == 0.5
+        assert device.commands[-1] == "CONF POWER 0.5"
+        reading = driver.read()
+        assert device.readings[-1].power_MW == 0.5
+        check_reading(reading, device.readings[-1])
     finally:
         driver.close()
-        stub.close()
+    assert device.commands == ["*IDN?", "READ?", "CONF POWER 0.5", "READ?"]
 
 
 def test_reactor_flag_at_the_threshold():
@@ -68,14 +92,16 @@ def wait_for_rows(db_url: str, n: int, timeout_s: float = 10) -> list:
     return rows
 
 
-def test_process_records_and_feeds_the_reactor_stream(data_dir):
+def test_process_records_and_feeds_the_reactor_stream(data_dir, sim_crate):
     """Readings in SQL between and during runs; the REACTOR stream follows the power."""
     config = Config()
     config.slowcontrol.poll_interval_s = 0.1
     config.reactor.on_threshold_MW = 100.0
     db_url = f"sqlite:///{data_dir / 'nudaq.sqlite'}"
-    stub = StubFrontend(settings={"POWER": "2900.0"})
-    bench = Bench(data_dir, stub.url, config, "slowcontrol", "slowcontrol", "--db", db_url)
+    crate = sim_crate(config)
+    device = crate.slowcontrol
+    url = crate.urls["slowcontrol"]
+    bench = Bench(data_dir, url, config, "slowcontrol", "slowcontrol", "--db", db_url)
     try:
         rows = wait_for_rows(db_url, 8)  # recorded before any run
         assert {(r.quantity, r.unit) for r in rows} == {
@@ -84,13 +110,12 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
             ("ln2_pct", "%"),
             ("temp_C", "degC"),
         }
-        assert {r.value for r in rows if r.quantity == "power_MW"} == {2900.0}
         ack = bench.transition("begin", run=11)
         assert ack["ok"], ack
         bench.collect(0.5)
-        stub.settings["POWER"] = "50.0"  # the reactor trips
+        crate.call(lambda: device.set_power(50.0))  # the reactor trips
         bench.collect(0.5)
-        stub.settings["POWER"] = "2875.5"
+        crate.call(lambda: device.set_power(2875.5))
         bench.collect(0.5)
         ack = bench.transition("end", run=11)
         bench.collect_until(KIND_EOR)
@@ -100,7 +125,14 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
         assert bench.proc.wait(10) == 0
     finally:
         bench.close()
-        stub.close()
+    truth = {r.t_ns: r for r in device.readings}
+    sql: dict[int, dict[str, float]] = {}
+    for row in stored(db_url):
+        sql.setdefault(row.clock_ns, {})[row.quantity] = row.value
+    assert len(sql) == len(truth)  # every reading the device gave is in SQL, as it gave it
+    for t_ns, values in sql.items():
+        assert values == replied(truth[t_ns])
+        check_reading(Reading(t_ns=t_ns, **values), truth[t_ns])
     batches = [b for _, b in bench.batches]
     assert [b.kind for b in batches] == [KIND_BOR] + [KIND_DATA] * (len(batches) - 2) + [KIND_EOR]
     assert [b.seq for b in batches] == list(range(len(batches)))
@@ -114,13 +146,14 @@ def test_process_records_and_feeds_the_reactor_stream(data_dir):
     assert batches[-1].watermark_ns == t[-1] + 1
     assert t == sorted(t) and len(set(t)) == len(t)
     power_kW = [int(b.pulses["adc"][0]) for b in data]
+    assert power_kW == [round(sql[x]["power_MW"] * 1000) for x in t]  # the reading, in kW
     on = [bool(b.pulses["flags"][0] & FLAG_REACTOR_ON) for b in data]
     assert on == [p >= 100_000 for p in power_kW]
-    changes = [power_kW[0]] + [b for a, b in zip(power_kW, power_kW[1:], strict=False) if a != b]
-    assert changes == [2_900_000, 50_000, 2_875_500]
+    true_MW = [truth[x].power_MW for x in t]
+    changes = [true_MW[0]] + [b for a, b in zip(true_MW, true_MW[1:], strict=False) if a != b]
+    assert changes == [2900.0, 50.0, 2875.5]
+    assert on == [p >= config.reactor.on_threshold_MW for p in true_MW]
     assert 10 <= len(data) <= 25
-    sql_power = {r.clock_ns: r.value for r in stored(db_url) if r.quantity == "power_MW"}
-    assert all(sql_power[x] * 1000 == p for x, p in zip(t, power_kW, strict=True))
 
 
 def test_reactor_flag_follows_conf_power_on_the_simulated_crate(data_dir, crate_factory):

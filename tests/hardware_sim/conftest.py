@@ -13,11 +13,12 @@ from hardware_sim.crate import SimCrate
 
 @pytest.fixture
 def make_crate(tmp_path: Path):
-    """Factory: a started in-process crate on a configuration; closed after the test."""
+    """Factory: a started in-process crate on a configuration (``record``: keeping the devices'
+    in-memory ground truth); closed after the test."""
     crates: list[SimCrate] = []
 
-    def make(config: Config) -> SimCrate:
-        crate = SimCrate(config, tmp_path / f"crate{len(crates)}").start()
+    def make(config: Config, record: bool = False) -> SimCrate:
+        crate = SimCrate(config, tmp_path / f"crate{len(crates)}", record=record).start()
         crates.append(crate)
         return crate
 

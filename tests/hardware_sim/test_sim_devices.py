@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -231,3 +232,101 @@ def test_module_entry_point(tmp_path):
     assert out == ""
     assert len(read_truth(tmp_path / "sim" / "truth.arrow")) > 0
     assert set(read_fault_counts(tmp_path / "sim" / "faults.json")) == {"hpge", "acv", "crv"}
+
+
+def assert_frames_equal(got: list, want: list) -> None:
+    """Decoded frames equal to a device's SentFrame records, pulses bit for bit."""
+    assert [f.counter for f in got] == [f.counter for f in want]
+    for g, w in zip(got, want, strict=True):
+        assert (g.kind, g.watermark_ns, g.dead_ns) == (w.kind, w.watermark_ns, w.dead_ns)
+        assert g.pulses.tobytes() == w.pulses.tobytes()
+
+
+def test_recorded_frames_and_the_line_hook(make_crate, host_factory):
+    """record=True: the frames sent with their fate (damaged or dropped by the line hook;
+    line noise damages none) match what a host decodes; the commands and STARTs are logged."""
+    config = quiet_config(speed=20.0, acv_singles_hz=2000.0)
+    config.sim.faults.acv = Faults(noise_bytes_per_s=50)
+    crate = make_crate(config, record=True)
+    device = crate.devices[Stream.ACV]
+
+    def hook(frame, data: bytes) -> bytes:
+        if frame.counter == 5:
+            return b""  # never sent
+        if frame.counter == 6:
+            return data[:-1]  # a byte short
+        if frame.counter == 7:
+            return b"\x00" * 30 + data  # noise in front: still intact
+        return data
+
+    crate.call(lambda: setattr(device, "line_hook", hook))
+    host = host_factory(crate.urls["acv"])
+    t_start = host.start()
+    host.read_for(1.0)
+    end = host.stop()
+    truth = closed_truth(crate)
+    sent = device.frames
+    assert device.commands == ["START", "STOP"] and device.starts == [t_start]
+    assert sent[5].lost and not sent[5].damaged and sent[6].damaged and sent[7].delivered
+    assert_frames_equal(host.frames, [f for f in sent if f.delivered])
+    assert [f.counter for f in sent if not f.delivered] == [5, 6]
+    assert host.decoder.stats.missing_frames == 2
+    assert host.decoder.stats.skipped_bytes >= crate.fault_counts["acv"]["noise_bytes"] + 30 > 30
+    assert end.counter == sent[-1].counter and all(f.start_ns == t_start for f in sent)
+    want = recorded(truth, Stream.ACV, t_start, end.watermark_ns)
+    assert np.array_equal(np.concatenate([f.pulses for f in sent]), pulse_fields(want))
+
+
+def test_dropped_line_loses_the_queued_frames(make_crate, host_factory):
+    """A host that does not read: frames pile up in the device; when the device drops the line,
+    the frames still queued are marked lost, and the host decodes exactly the others."""
+    config = quiet_config(transport="pty", speed=20.0, acv_singles_hz=2000.0)
+    crate = make_crate(config, record=True)
+    device = crate.devices[Stream.ACV]
+    host = host_factory(crate.urls["acv"])
+    host.start()
+    deadline = time.monotonic() + 20
+    while crate.call(lambda: device.line.pending_out) < 100_000:
+        assert time.monotonic() < deadline, "the pty never filled up"
+        time.sleep(0.05)
+    crate.drop_line("acv")
+    assert not device.running
+    host.read_for(1.0)
+    sent = device.frames
+    assert any(f.lost for f in sent) and not any(f.damaged for f in sent)
+    assert_frames_equal(host.frames, [f for f in sent if f.delivered])
+    assert host.frames[-1].counter + 1 == next(f.counter for f in sent if f.lost)
+
+
+def test_silence_lost_end_frame_and_noisy_replies(make_crate, host_factory):
+    """hold_silent holds the frames back without losing pulses; end_frame_loss loses the END
+    frame (the device is back in text mode all the same); reply_noise_bytes garbles replies."""
+    config = quiet_config(speed=20.0)
+    config.sim.faults.crv = Faults(end_frame_loss=1.0)
+    config.sim.faults.hpge = Faults(reply_noise_bytes=5)
+    crate = make_crate(config, record=True)
+    assert crate.call(threading.get_ident) != threading.get_ident()  # runs in the loop
+    hpge = host_factory(crate.urls["hpge"])
+    hpge.port.write(b"*IDN?\n")
+    expected = f"OK NUDAQ,HPGE-ADC,{crate.devices[Stream.HPGE].serial},1.0\n".encode()
+    assert hpge.port.read(5 + len(expected))[5:] == expected
+    crv = host_factory(crate.urls["crv"])
+    crate.hold_silent("crv")
+    t_start = crv.start()
+    crv.read_for(0.5)
+    assert crv.frames == []
+    crate.hold_silent("crv", False)
+    crv.read_for(0.5)
+    with pytest.raises(AssertionError, match="no END frame"):
+        crv.stop(timeout_s=1.0)
+    assert crv.ask("*IDN?").startswith("OK NUDAQ,CRV-DIGI,")
+    t_end = crate.devices[Stream.CRV].frames[-1].watermark_ns
+    truth = closed_truth(crate)
+    sent = crate.devices[Stream.CRV].frames
+    assert sent[-1].kind == FRAME_END and sent[-1].lost
+    assert_frames_equal(crv.frames, sent[:-1])
+    assert [f.counter for f in crv.frames] == list(range(len(sent) - 1))
+    want = recorded(truth, Stream.CRV, t_start, t_end)
+    assert len(want) > 50 and np.array_equal(crv.pulses(), pulse_fields(want))
+    counts = read_fault_counts(crate.sim_dir / "faults.json")
+    assert counts["crv"]["lost_end_frames"] == 1 and counts["hpge"]["garbled_replies"] == 1
