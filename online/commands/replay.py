@@ -149,7 +149,6 @@ def _scan_table(result):
 def run(args: argparse.Namespace) -> int:
     from daq.replay.runner import CHUNK_PULSES, ReplayOptions, damage_message, replay
     from daq.replay.scan import parse_scan
-    from online.analysis.scan import add_scan_figures
 
     data_dir = resolve_data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.stop()
     if options.scan is not None:
+        from online.analysis.scan import add_scan_figures  # scipy: only for scans
+
         add_scan_figures(results, options)
     if args.json:
         body = [r.to_json() for r in results]
