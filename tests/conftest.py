@@ -8,7 +8,6 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from daq.store.models import Base
 from daq.store.session import make_engine, upgrade_database
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -42,9 +41,9 @@ def db_url(request, tmp_path):
     with engine.connect() as lock:
         lock.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _POSTGRES_TEST_LOCK})
         lock.commit()
-        with engine.begin() as conn:
-            for table in [*Base.metadata.tables, "alembic_version"]:
-                conn.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+        with engine.begin() as conn:  # every table, also of schemas newer or older than ours
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
         try:
             yield POSTGRES_URL
         finally:
