@@ -23,6 +23,22 @@ Exposure. The HPGe stream's time from its start to its stop is split at reactor 
 elapsed ns per reactor state, counted as the horizon passes it. HPGe dead time of a batch goes
 to the reactor state just before that batch's watermark.
 
+Coverage (daq.build.coverage). Every loss becomes a gap of its stream, from the stream's last
+good watermark: a batch's own declared gap (to its ``covered_from_ns``: lost serial frames, a
+reconnect, a readout overflow), a sequence gap or a refused batch (to the next good batch's
+watermark), the time before a veto stream started or after it ended (a missing end-of-run, a
+drain timeout). HPGe gaps are dead time, veto gaps blind every HPGe time whose window reaches
+into them; their union is uncovered time, taken out of the exposure, and HPGe events inside it
+are tagged UNCOVERED and fill only that spectrum. Gaps depend only on the batches' content, so
+a replay reproduces them exactly.
+
+Defences. A batch is refused, and its slot in the sequence becomes a REJECTED gap, when its
+content is implausible: more than ``builder.max_batch_pulses`` pulses, pulses out of order or
+at or after its own watermark, a watermark behind the stream's or ahead of it by more than
+``builder.max_lead_s``. A sequence number more than ``max_pending`` ahead is refused without
+taking a slot, so a forged message cannot skip the genuine ones. Rejections are counted per
+reason and logged at most once per reason per interval (daq.core.ratelog).
+
 Memory stays flat: built HPGe pulses are dropped, and so are veto pulses that no later HPGe
 pulse can reach (older than H minus their window's reach into the past).
 """
@@ -34,6 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from daq.build.coverage import Gap, Uncovered
 from daq.build.increments import (
     REACTOR_STATES,
     BuildUpdate,
@@ -46,10 +63,12 @@ from daq.build.order import StreamOrder, pulses_in_order
 from daq.build.reactor import on_at, power_MW, reading_index
 from daq.build.windows import veto_windows
 from daq.core.config import Config
+from daq.core.ratelog import RateLimitedLog
 from daq.core.records import (
     EVENT_DTYPE,
     FLAG_REACTOR_ON,
     FLAG_RT,
+    LOSS_NAMES,
     PULSE_DTYPE,
     RUN_STREAMS,
     STREAM_NAMES,
@@ -57,8 +76,10 @@ from daq.core.records import (
     TAG_CRV,
     TAG_REACTOR_ON,
     TAG_RT,
+    TAG_UNCOVERED,
     VETO_STREAMS,
     VETO_TAGS,
+    Loss,
     Stream,
 )
 from daq.core.units import INF_NS
@@ -69,6 +90,8 @@ from daq.kernels.tagging import set_tag, tag_window
 
 log = logging.getLogger(__name__)
 
+LOG_INTERVAL_S = 10.0
+"""Rejections of one reason are logged at most once per this interval (wall s)."""
 MAX_PENDING_BATCHES = 1000
 """Out-of-order batches held per stream; beyond, the oldest sequence gap is declared missing
 (a batch the builder rejected, e.g. corrupted, would otherwise stall the run until its end)."""
@@ -87,7 +110,10 @@ class _StreamState:
 
     stream: Stream
     next_seq: int = 0
-    pending: dict[int, Batch] = field(default_factory=dict)
+    pending: dict[int, Batch | None] = field(default_factory=dict)
+    """Batches that arrived early, by seq; None for a refused batch (its slot is a gap)."""
+    loss: Loss = Loss.NONE
+    """Why the time up to the next good batch's watermark is lost (missing or refused batches)."""
     eor_seq: int | None = None
     order: StreamOrder = field(default_factory=StreamOrder)
     start_ns: int | None = None
@@ -141,6 +167,8 @@ class EventBuilder:
         self.run = run
         self.max_pending = max_pending
         b = config.builder
+        self.max_batch_pulses = b.max_batch_pulses
+        self.max_lead_ns = int(b.max_lead_s * 1e9)
         self._windows = {s: w for s, w in veto_windows(b).items() if s in streams}
         """The veto streams of this run and their windows (daq.build.windows)."""
         self._thresholds = {Stream.ACV: b.ac_threshold_adc, Stream.CRV: b.crv_threshold_adc}
@@ -153,8 +181,14 @@ class EventBuilder:
         self._horizon = -INF_NS
         self._exposed_ns: int | None = None
         self._state_on: bool | None = None
-        self._dead_wm: list[int] = []
-        self._dead_ns: list[int] = []
+        self._dead: list[tuple[int, int, int]] = []
+        """(watermark, dead ns, covered span ns) of each HPGe batch not yet exposed."""
+        self._uncovered = Uncovered()
+        self._gaps: list[Gap] = []
+        self._gap_ns: dict[str, dict[str, int]] = {}
+        """Uncovered ns per stream and reason, for the summary."""
+        self._rejections: dict[str, int] = {}
+        self._log = RateLimitedLog(log, LOG_INTERVAL_S)
         self._other: dict[str, StreamDelta] = {}
         self._total = BuildUpdate.empty(self.n_bins)
         self._complete_ns: dict[str, int] = {}
@@ -170,12 +204,25 @@ class EventBuilder:
         if reason:
             self._reject(batch, reason)
             return
-        st.pending[batch.seq] = batch
-        if batch.kind == KIND_EOR:
-            st.eor_seq = batch.seq
+        refusal = self._implausible(batch)
+        if refusal:
+            self._reject(batch, refusal)
+            st.pending[batch.seq] = None
+        else:
+            st.pending[batch.seq] = batch
+            if batch.kind == KIND_EOR:
+                self._end_at(st, batch.seq)
         self._apply_contiguous(st)
         while len(st.pending) > self.max_pending:
             self._skip_gap(st)
+
+    def _end_at(self, st: _StreamState, eor_seq: int) -> None:
+        """The stream ends at this seq: what it held beyond was never part of it."""
+        st.eor_seq = eor_seq
+        for seq in [seq for seq in st.pending if seq > eor_seq]:
+            after = st.pending.pop(seq)
+            if after is not None:
+                self._reject(after, "after the end-of-run")
 
     def _invalid(self, batch: Batch, st: _StreamState | None) -> str:
         if st is None:
@@ -183,25 +230,51 @@ class EventBuilder:
         if self._finished:
             return "arrived after the run was finished"
         if batch.run != self.run:
-            return f"belongs to run {batch.run}"
+            return "belongs to another run"
         if (batch.seq == 0) != (batch.kind == KIND_BOR):
-            return f"kind {batch.kind} with seq {batch.seq} (seq 0 is the begin-of-run)"
+            return "seq 0 is the begin-of-run, and only it"
         if batch.seq < st.next_seq or batch.seq in st.pending:
             return "duplicate sequence number"
         if st.eor_seq is not None and batch.seq > st.eor_seq:
-            return f"after the end-of-run (seq {st.eor_seq})"
-        if batch.pulses.dtype != PULSE_DTYPE:
-            return f"pulses of dtype {batch.pulses.dtype}"
-        if not pulses_in_order(batch.pulses["t_ns"]):
-            return "pulses not time-ordered"
+            return "after the end-of-run"
+        if batch.seq >= st.next_seq + self.max_pending and batch.seq != max(st.pending) + 1:
+            return "sequence number beyond the pending window"
         return ""
 
-    def _reject(self, batch: Batch, reason: str) -> None:
+    def _implausible(self, batch: Batch) -> str:
+        """Why a batch's content cannot be taken ("" if it can): its slot becomes a gap."""
+        pulses = batch.pulses
+        if len(pulses) > self.max_batch_pulses:
+            return "more pulses than builder.max_batch_pulses"
+        if pulses.dtype != PULSE_DTYPE:
+            return "pulses of another dtype"
+        t = pulses["t_ns"]
+        if not pulses_in_order(t):
+            return "pulses not time-ordered"
+        if len(t) and t[-1] >= batch.watermark_ns:
+            return "a pulse at or after the batch's watermark"
+        if batch.gap != Loss.NONE and batch.covered_from_ns > batch.watermark_ns:
+            return "covered from after its watermark"
+        return ""
+
+    def _reject(self, batch: Batch, reason: str, detail: str = "") -> None:
+        """Count and log a refused batch; ``reason`` is a fixed phrase (the counter's key),
+        ``detail`` the batch's particulars."""
         name = _stream_name(batch.stream)
         st = self._streams.get(batch.stream)
         delta = st.delta if st is not None else self._other.setdefault(name, StreamDelta())
         delta.rejected_messages += 1
-        log.warning("run %d: rejected %s batch seq %d: %s", self.run, name, batch.seq, reason)
+        key = f"{name}: {reason}"
+        self._rejections[key] = self._rejections.get(key, 0) + 1
+        self._log.log(
+            key,
+            "run %d: rejected %s batch seq %d: %s%s",
+            self.run,
+            name,
+            batch.seq,
+            reason,
+            f" ({detail})" if detail else "",
+        )
 
     def _apply_contiguous(self, st: _StreamState) -> None:
         while st.next_seq in st.pending:
@@ -212,46 +285,119 @@ class EventBuilder:
         first = min(st.pending)
         missing = first - st.next_seq
         st.delta.missing_batches += missing
-        log.warning(
+        st.loss = st.loss or Loss.SEQUENCE
+        name = STREAM_NAMES[st.stream]
+        self._log.log(
+            f"{name}: missing batches",
             "run %d: %s batches %d..%d missing",
             self.run,
-            STREAM_NAMES[st.stream],
+            name,
             st.next_seq,
             first - 1,
         )
         st.next_seq = first
         self._apply_contiguous(st)
 
-    def _apply(self, st: _StreamState, batch: Batch) -> None:
+    def _apply(self, st: _StreamState, batch: Batch | None) -> None:
+        if batch is None:  # refused on arrival: its time is lost up to the next good batch
+            st.loss = st.loss or Loss.REJECTED
+            return
         pulses = batch.pulses
         t = pulses["t_ns"]
-        if st.ended:
-            self._reject(batch, "stream already ended")
-            return
-        refusal = st.order.refusal(t, batch.watermark_ns)
+        refusal = "stream already ended" if st.ended else st.order.refusal(t, batch.watermark_ns)
+        if not refusal and st.start_ns is not None:
+            if batch.watermark_ns - st.order.complete_ns > self.max_lead_ns:
+                refusal = "watermark ahead of the stream's by more than builder.max_lead_s"
         if refusal:
-            self._reject(batch, refusal)
+            self._reject(batch, refusal, f"watermark {batch.watermark_ns} ns")
+            st.loss = st.loss or Loss.REJECTED
             return
         if st.start_ns is None:
             st.start_ns = batch.watermark_ns if batch.kind == KIND_BOR or not len(t) else int(t[0])
+            self._started(st)
+        else:
+            self._lose(st, batch)
+        previous_ns = max(st.order.complete_ns, st.start_ns)
         st.order.advance(t, batch.watermark_ns)
         if batch.kind == KIND_EOR:
             st.stop_ns = batch.watermark_ns
-            st.ended = True
+            self._ended(st)
         d = st.delta
         d.pulses += len(pulses)
         d.dropped += batch.dropped
         d.lost_frames += batch.lost_frames
         d.dead_ns += batch.dead_ns
-        if st.stream == Stream.HPGE and batch.dead_ns:
-            self._dead_wm.append(batch.watermark_ns)
-            self._dead_ns.append(batch.dead_ns)
+        if st.stream == Stream.HPGE:
+            covered_from = batch.covered_from_ns if batch.gap else previous_ns
+            span = batch.watermark_ns - max(previous_ns, covered_from)
+            self._dead.append((batch.watermark_ns, batch.dead_ns, max(span, 0)))
         if not len(pulses):
             return
         if st.stream in self._windows:
             st.chunks.append(times_at_least(t, pulses["adc"], self._thresholds[st.stream]))
         else:
             st.chunks.append(pulses)
+
+    # -- coverage -----------------------------------------------------------------------------
+    def _lose(self, st: _StreamState, batch: Batch) -> None:
+        """The gap before an applied batch: lost batches' time, or the batch's declared gap."""
+        lo = st.order.complete_ns
+        if st.loss:
+            self._gap(st, st.loss, lo, batch.watermark_ns)
+            st.loss = Loss.NONE
+        elif batch.gap:
+            self._gap(st, Loss(batch.gap), lo, min(batch.covered_from_ns, batch.watermark_ns))
+
+    def _gap(self, st: _StreamState, reason: Loss, start_ns: int, end_ns: int) -> None:
+        """Record a gap of a stream and take its time out of the HPGe time."""
+        if end_ns <= start_ns:
+            return
+        name = STREAM_NAMES[st.stream]
+        self._gaps.append(Gap(name, reason, start_ns, end_ns))
+        st.delta.uncovered_ns += end_ns - start_ns
+        by_reason = self._gap_ns.setdefault(name, {})
+        by_reason[LOSS_NAMES[reason]] = by_reason.get(LOSS_NAMES[reason], 0) + end_ns - start_ns
+        self._blind(st.stream, start_ns, end_ns)
+
+    def _blind(self, stream: Stream, start_ns: int, end_ns: int) -> None:
+        """Uncover HPGe time for a stream's lost time [start_ns, end_ns): the same time for
+        the HPGe stream (dead time), every HPGe time whose window reaches into it for a veto."""
+        if stream == Stream.HPGE:
+            self._uncovered.add(start_ns, end_ns)
+        elif stream in self._windows:
+            self._uncovered.add(*self._windows[stream].reached_from(start_ns, end_ns))
+
+    def _started(self, st: _StreamState) -> None:
+        """A veto is blind before its start."""
+        self._blind(st.stream, -INF_NS, st.start_ns)
+
+    def _ended(self, st: _StreamState) -> None:
+        """A veto is blind after its stop (or from its start, if it never started)."""
+        st.ended = True
+        if st.start_ns is None:
+            self._blind(st.stream, -INF_NS, INF_NS)
+        elif st.stop_ns is not None:
+            self._blind(st.stream, st.stop_ns, INF_NS)
+
+    def _end_gaps(self) -> None:
+        """At the end of the run: gaps for the HPGe time a stream missed at either end (their
+        time was already taken out as each veto started and ended), and the HPGe stream's own
+        missing end, up to the last time any detector stream covered."""
+        hpge = self._streams[Stream.HPGE]
+        if hpge.start_ns is None:
+            return
+        if STREAM_NAMES[Stream.HPGE] in self._no_eor:
+            stops = [st.stop_ns for s, st in self._streams.items() if s in self._windows]
+            end = max((t for t in stops if t is not None), default=hpge.stop_ns)
+            if end > hpge.stop_ns:
+                self._gap(hpge, Loss.NOT_ENDED, hpge.stop_ns, end)
+                hpge.stop_ns = end
+        for s in self._windows:
+            st = self._streams[s]
+            start = hpge.stop_ns if st.start_ns is None else st.start_ns
+            self._gap(st, Loss.NOT_STARTED, hpge.start_ns, min(start, hpge.stop_ns))
+            stop = hpge.stop_ns if st.stop_ns is None else st.stop_ns
+            self._gap(st, Loss.NOT_ENDED, max(stop, hpge.start_ns), hpge.stop_ns)
 
     # -- building -----------------------------------------------------------------------------
     def _limit(self) -> int:
@@ -281,6 +427,7 @@ class EventBuilder:
         for name, delta in self._other.items():
             update.streams[name] = delta
         self._other = {}
+        update.gaps, self._gaps = self._gaps, []
         self._total.merge(update)
         return update
 
@@ -288,7 +435,8 @@ class EventBuilder:
         """Build everything left (after all end-of-runs, or on a forced end).
 
         Sequence gaps still open count as missing batches, and the batches after them are
-        applied; a stream without end-of-run ends at its last watermark.
+        applied; a stream without end-of-run ends at its last watermark, and the time after it
+        is a NOT_ENDED gap.
         """
         for st in self._streams.values():
             while st.pending:
@@ -297,8 +445,10 @@ class EventBuilder:
                 name = STREAM_NAMES[st.stream]
                 log.warning("run %d: %s ended without end-of-run", self.run, name)
                 self._no_eor.append(name)
-                st.ended = True
                 st.stop_ns = st.order.complete_ns if st.start_ns is not None else None
+                self._ended(st)
+        self._end_gaps()
+        self._log.flush()
         update = self.advance()
         self._finished = True
         return update
@@ -316,6 +466,7 @@ class EventBuilder:
             hit = tag_window(t, veto_t, window.before_ns, window.after_ns)
             set_tag(tags, hit, VETO_TAGS[s])
         set_tag(tags, (ge["flags"] & FLAG_RT) != 0, TAG_RT)
+        set_tag(tags, self._uncovered.contains(t), TAG_UNCOVERED)
         on = self._on_at(t)
         set_tag(tags, on, TAG_REACTOR_ON)
         energy, bad = calibrate(
@@ -344,11 +495,13 @@ class EventBuilder:
         ac = (tags & TAG_AC) != 0
         crv = (tags & TAG_CRV) != 0
         rt = (tags & TAG_RT) != 0
+        uncovered = (tags & TAG_UNCOVERED) != 0
         for state_on, state in enumerate(REACTOR_STATES):
             here = on == bool(state_on)
-            r = here & rt
-            p = here & ~rt
+            r = here & rt & ~uncovered
+            p = here & ~rt & ~uncovered
             ex = update.exposure[state]
+            ex.events_uncovered += int(np.count_nonzero(here & uncovered))
             ex.rt_events += int(np.count_nonzero(r))
             ex.rt_ac += int(np.count_nonzero(r & ac))
             ex.rt_crv += int(np.count_nonzero(r & crv))
@@ -406,23 +559,26 @@ class EventBuilder:
         bounds = [lo, *(c.t_ns for c in changes), hi]
         segment_on = [self._state_on, *(c.on for c in changes)]
         for t0, t1, on in zip(bounds[:-1], bounds[1:], segment_on, strict=True):
-            update.exposure[REACTOR_STATES[on]].elapsed_ns += t1 - t0
+            exposure = update.exposure[REACTOR_STATES[on]]
+            exposure.elapsed_ns += t1 - t0
+            exposure.uncovered_ns += self._uncovered.measure_ns(t0, t1)
         update.reactor_changes.extend(changes)
         self._state_on = segment_on[-1]
         self._exposed_ns = hi
 
     def _attribute_dead(self, horizon: int, update: BuildUpdate) -> None:
-        """HPGe dead time of batches whose watermark the horizon passed."""
-        if not self._dead_wm:
+        """HPGe dead time, and the covered span it was reported in, of batches whose watermark
+        the horizon passed."""
+        if not self._dead:
             return
-        wm = np.array(self._dead_wm, dtype=np.int64)
-        dead = np.array(self._dead_ns, dtype=np.int64)
+        wm, dead, span = np.array(self._dead, dtype=np.int64).T
         done = wm <= horizon
         on = self._on_at(wm[done] - 1)
         for state_on, state in enumerate(REACTOR_STATES):
-            update.exposure[state].dead_ns += int(dead[done][on == bool(state_on)].sum())
-        self._dead_wm = wm[~done].tolist()
-        self._dead_ns = dead[~done].tolist()
+            here = on == bool(state_on)
+            update.exposure[state].dead_ns += int(dead[done][here].sum())
+            update.exposure[state].dead_span_ns += int(span[done][here].sum())
+        self._dead = [d for d, keep in zip(self._dead, ~done, strict=True) if keep]
 
     def _trim(self, horizon: int) -> None:
         """Drop veto pulses and reactor readings no HPGe pulse at or after horizon needs."""
@@ -432,6 +588,7 @@ class EventBuilder:
         reactor = self._streams.get(Stream.REACTOR)
         if reactor is not None and len(reactor.buffer()):
             reactor.keep_from(int(reading_index(reactor.buffer(), np.array([horizon]))[0]))
+        self._uncovered.forget_before(min(horizon, self._exposed_ns or horizon))
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -464,6 +621,10 @@ class EventBuilder:
             "complete_ns": dict(self._complete_ns),
             "lost": {name: d.lost for name, d in total.streams.items()},
             "dead_ns": {name: d.dead_ns for name, d in total.streams.items()},
+            "uncovered_ns": {name: d.uncovered_ns for name, d in total.streams.items()},
+            "exposure_uncovered_ns": {s: e.uncovered_ns for s, e in total.exposure.items()},
+            "gaps_ns": {name: dict(by_reason) for name, by_reason in self._gap_ns.items()},
+            "rejections": dict(self._rejections),
             "missing_batches": sum(d.missing_batches for d in total.streams.values()),
             "rejected_messages": sum(d.rejected_messages for d in total.streams.values()),
             "events": event_counts(total.exposure.values()),

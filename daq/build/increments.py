@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from daq.build.coverage import Gap
 from daq.core.records import CATEGORY_NAMES, EVENT_DTYPE, Category
 
 REACTOR_STATES = ("off", "on")
@@ -32,10 +33,19 @@ class _Counters:
 
 @dataclass(slots=True)
 class ExposureDelta(_Counters):
-    """Exposure increment of one reactor state (ns and counts)."""
+    """Exposure increment of one reactor state (ns and counts).
+
+    ``elapsed_ns``: HPGe time from its start to its stop; ``uncovered_ns``: the part of it in
+    HPGe dead time or veto blind time (daq.build.coverage); ``dead_ns``: the front-end's own
+    dead time reported in ``dead_span_ns`` of covered HPGe time (its frames' dead time).
+    Counts of events and random triggers are of covered time only; events in uncovered time
+    are ``events_uncovered`` (random triggers included).
+    """
 
     elapsed_ns: int = 0
+    uncovered_ns: int = 0
     dead_ns: int = 0
+    dead_span_ns: int = 0
     rt_events: int = 0
     rt_ac: int = 0
     rt_crv: int = 0
@@ -44,11 +54,23 @@ class ExposureDelta(_Counters):
     events_ac: int = 0
     events_crv: int = 0
     events_candidate: int = 0
+    events_uncovered: int = 0
+
+    @property
+    def covered_ns(self) -> int:
+        """Elapsed time that every stream covered (ns)."""
+        return self.elapsed_ns - self.uncovered_ns
 
     @property
     def live_ns(self) -> int:
-        """Live time (ns): elapsed minus dead."""
-        return self.elapsed_ns - self.dead_ns
+        """Live time (ns): covered time times the front-end's live fraction, 1 - dead_ns /
+        dead_span_ns. The fraction is measured where the HPGe stream was covered, so dead
+        time inside uncovered time is not subtracted twice. Not additive: computed from
+        totals."""
+        covered = self.covered_ns
+        if self.dead_span_ns <= 0:
+            return covered
+        return covered - covered * min(self.dead_ns, self.dead_span_ns) // self.dead_span_ns
 
 
 @dataclass(slots=True)
@@ -61,6 +83,7 @@ class StreamDelta(_Counters):
     missing_batches: int = 0
     rejected_messages: int = 0
     dead_ns: int = 0
+    uncovered_ns: int = 0
 
     @property
     def lost(self) -> int:
@@ -74,6 +97,7 @@ _EVENT_FIELDS = {
     Category.CRV: "events_crv",
     Category.CANDIDATE: "events_candidate",
     Category.RT: "rt_events",
+    Category.UNCOVERED: "events_uncovered",
 }
 
 
@@ -122,6 +146,7 @@ class BuildUpdate:
     )
     streams: dict[str, StreamDelta] = field(default_factory=dict)
     reactor_changes: list[ReactorChange] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
     events: np.ndarray = field(default_factory=lambda: np.zeros(0, EVENT_DTYPE))
 
     @classmethod
@@ -137,6 +162,7 @@ class BuildUpdate:
         for name, delta in other.streams.items():
             self.streams.setdefault(name, StreamDelta()).add(delta)
         self.reactor_changes.extend(other.reactor_changes)
+        self.gaps.extend(other.gaps)
 
     @property
     def is_empty(self) -> bool:
@@ -146,4 +172,5 @@ class BuildUpdate:
             and all(d == ExposureDelta() for d in self.exposure.values())
             and all(d == StreamDelta() for d in self.streams.values())
             and not self.reactor_changes
+            and not self.gaps
         )

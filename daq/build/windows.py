@@ -24,6 +24,11 @@ class Window:
     before_ns: int
     after_ns: int
 
+    def reached_from(self, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """The HPGe times [lo, hi) whose window reaches into the veto time [start_ns, end_ns):
+        where a veto's blind time makes the tag unknown."""
+        return start_ns - self.after_ns, end_ns + self.before_ns
+
 
 def veto_windows(settings: BuilderSettings) -> dict[Stream, Window]:
     """The window of each veto stream."""

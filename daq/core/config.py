@@ -298,6 +298,24 @@ class BuilderSettings(_Section):
     crv_threshold_adc: Int = Field(0, ge=0, le=MAX_ADC, description="CRV pulses below are ignored")
     commit_interval_s: Float = Field(2.0, gt=0, le=60, description="SQL commit cadence (wall s)")
     raw_flush_interval_s: Float = Field(1.0, gt=0, le=10, description="raw-file flush (wall s)")
+    raw_fsync_interval_s: Float = Field(
+        1.0, ge=0, le=3600, description="raw-file fsync to the disk (wall s; 0 = every flush)"
+    )
+    max_batch_pulses: Int = Field(
+        262_144,
+        ge=1024,
+        le=16_777_216,
+        description="pulses per batch above which a batch is refused (4 MB at the default)",
+    )
+    max_lead_s: Float = Field(
+        86_400.0,
+        ge=1000,
+        le=1e9,
+        description="a watermark may run ahead of its stream's last one by at most this (s)",
+    )
+    drain_timeout_s: Float = Field(
+        10.0, gt=0, le=600, description="wait at stop for every stream's end of run (wall s)"
+    )
 
 
 class Spectrum(_Section):

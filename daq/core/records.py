@@ -77,6 +77,9 @@ TAG_RT = 0x04
 """Builder tag: the HPGe pulse is a random trigger."""
 TAG_REACTOR_ON = 0x08
 """Builder tag: the reactor was ON at the time of the HPGe pulse."""
+TAG_UNCOVERED = 0x10
+"""Builder tag: the HPGe pulse lies in HPGe dead time or in a veto's blind time (a loss on
+some stream, daq.build.coverage): it fills only the UNCOVERED spectrum, never a rate."""
 
 EVENT_DTYPE = np.dtype(
     [
@@ -99,6 +102,7 @@ class Category(enum.IntEnum):
     CRV = 2
     CANDIDATE = 3
     RT = 4
+    UNCOVERED = 5
 
 
 CATEGORY_NAMES = {
@@ -107,7 +111,32 @@ CATEGORY_NAMES = {
     Category.CRV: "crv",
     Category.CANDIDATE: "candidate",
     Category.RT: "rt",
+    Category.UNCOVERED: "uncovered",
 }
+
+
+class Loss(enum.IntEnum):
+    """Why a stretch of a stream's time is not covered (the ``gap`` of a batch, the reason of
+    a coverage gap in SQL): for the HPGe stream it is dead time, for a veto blind time."""
+
+    NONE = 0
+    LINE = 1
+    """Serial frames lost on the line: a CRC or header failure, a frame-counter gap, noise."""
+    RECONNECT = 2
+    """The line broke or stalled past its timeout, and the device was reconnected."""
+    OVERFLOW = 3
+    """The readout's buffer overflowed: the batch's pulses were dropped."""
+    SEQUENCE = 4
+    """Batches missing on the data path (a ZeroMQ sequence gap)."""
+    REJECTED = 5
+    """A batch the builder refused (malformed or implausible content)."""
+    NOT_ENDED = 6
+    """After the stream's last watermark: it ended early, or never sent its end of run."""
+    NOT_STARTED = 7
+    """Before the stream's start."""
+
+
+LOSS_NAMES = {loss: loss.name.lower() for loss in Loss}
 
 
 def empty_pulses(n: int = 0) -> np.ndarray:

@@ -71,6 +71,9 @@ class Frame:
     watermark_ns: int
     dead_ns: int
     pulses: np.ndarray
+    missing_before: int = 0
+    """Frames lost just before this one (its frame-counter gap): the time since the last good
+    frame's watermark is not covered."""
 
 
 def encode_frame(
@@ -152,10 +155,8 @@ class FrameDecoder:
                 pos += 1
                 continue
             payload = bytes(buf[pos + HEADER_SIZE : end - CRC.size])
-            frames.append(
-                Frame(kind, counter, watermark, dead, np.frombuffer(payload, dtype=PULSE_DTYPE))
-            )
-            self._count(counter, n)
+            pulses = np.frombuffer(payload, dtype=PULSE_DTYPE)
+            frames.append(Frame(kind, counter, watermark, dead, pulses, self._count(counter, n)))
             pos = end
         del buf[:pos]
         return frames
@@ -176,12 +177,14 @@ class FrameDecoder:
         """Bytes held while waiting for the rest of a frame."""
         return len(self._buf)
 
-    def _count(self, counter: int, n: int) -> None:
-        if counter != self._next_counter:
-            self.stats.missing_frames += (counter - self._next_counter) & 0xFFFFFFFF
+    def _count(self, counter: int, n: int) -> int:
+        """Count a good frame; the frames missing before it."""
+        missing = (counter - self._next_counter) & 0xFFFFFFFF
+        self.stats.missing_frames += missing
         self._next_counter = (counter + 1) & 0xFFFFFFFF
         self.stats.frames += 1
         self.stats.pulses += n
+        return missing
 
 
 def format_command(command: str, *args: object) -> bytes:

@@ -10,11 +10,12 @@ container: any Arrow implementation reads them, no nudaq code needed)::
                   (daq.core.records.PULSE_DTYPE): the pulses of the block's wire batches, one
                   after the other
         per-block custom metadata:
-          batches  the wire headers, lowercase hex of one little-endian 72-byte record per
-                   wire batch (BLOCK_HEADER_DTYPE: kind (1 data, 2 BOR, 3 EOR), stream, run,
-                   seq, watermark_ns, dead_ns, dropped, lost_frames, n = its pulses, each
-                   64 bits, two's complement): wire batch i holds the n pulses after those of i-1
-          crc32    decimal: crc32 over the block's wire batches in order, each as its 48-byte
+          batches  the wire headers, lowercase hex of one little-endian 88-byte record per
+                   wire batch (daq.formats.rawblock: kind (1 data, 2 BOR, 3 EOR), stream, run,
+                   seq, watermark_ns, dead_ns, dropped, lost_frames, gap, covered_from_ns,
+                   n = its pulses, each 64 bits, two's complement): wire batch i holds the n
+                   pulses after those of i-1
+          crc32    decimal: crc32 over the block's wire batches in order, each as its 56-byte
                    packed wire header followed by its PULSE_DTYPE records
     <prefix>.events.arrow   built HPGe events, in time order
         columns   t_ns int64, adc uint32, channel uint16, flags uint16, energy_keV float64,
@@ -22,14 +23,21 @@ container: any Arrow implementation reads them, no nudaq code needed)::
         per-batch custom metadata: crc32 (of the EVENT_DTYPE records)
 
 Schema metadata of both files: ``nudaq.format`` (``nudaq-pulses`` or ``nudaq-events``),
-``nudaq.format_version`` (2; version 1 pulses files held one record batch per wire batch with
-the header fields as decimal custom metadata, and are still read), ``nudaq.run``,
-``nudaq.version`` and ``nudaq.config`` (the run's configuration snapshot, JSON). Analysts
+``nudaq.format_version`` (3; version 2 recorded no coverage and no checksum, version 1 held one
+record batch per wire batch with the header fields as decimal custom metadata; both are still
+read), ``nudaq.run``, ``nudaq.version``, ``nudaq.config`` (the run's configuration snapshot,
+JSON) and, from format 3 on, ``nudaq.checksum``: SHA-256 (lowercase hex) of every other
+``nudaq.*`` key and its value, encoded as one UTF-8 JSON object with the keys sorted and no
+whitespace (``json.dumps(keys, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``,
+see ``header_checksum``). The reader verifies it on open wherever it is present, and refuses
+with RawHeaderError (daq.core.errors) a file whose checksum fails, a format 3 file without
+one, and a recorded configuration that is not valid JSON or not a valid configuration: one
+flipped bit must not replay a run under a configuration it was never taken with. Analysts
 open them with pyarrow or pandas::
 
     reader = pyarrow.ipc.open_stream("run000012.pulses.arrow")
     block, meta = reader.read_next_batch_with_custom_metadata()
-    headers = numpy.frombuffer(bytes.fromhex(meta[b"batches"].decode()), "<i8").reshape(-1, 9)
+    headers = numpy.frombuffer(bytes.fromhex(meta[b"batches"].decode()), "<i8").reshape(-1, 11)
     frame = pyarrow.ipc.open_stream("run000012.events.arrow").read_pandas()
 
 Crash safety: the stream format needs no footer, so every block flushed before a crash is
@@ -37,17 +45,23 @@ readable; the writer keeps the wire batches of the block being filled in memory 
 next flush. ``RawReader`` reads every intact message; where a message is truncated or does
 not decode (bad framing, wrong columns, checksum mismatch) it scans forward to the next
 Arrow message marker (0xFFFFFFFF + length) whose message decodes and verifies, and resumes
-there. What it skipped is reported in ``RawReader.damage`` instead of raising.
+there. What it skipped is reported in ``RawReader.damage`` instead of raising. Against a power
+cut, ``RawWriter`` fsyncs the files in a background thread at its configured interval and
+always at close (see RawWriter).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import mmap
+import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,26 +69,38 @@ import numpy as np
 import pyarrow as pa
 
 from daq import __version__
-from daq.core.errors import RawFileError
+from daq.core.config import Config, parse_config
+from daq.core.errors import ConfigError, RawFileError, RawHeaderError
 from daq.core.records import EVENT_DTYPE, PULSE_DTYPE
+from daq.formats.rawblock import batch_keys, block_dtype, packed_header
 from daq.formats.wire import Batch
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PULSES = "pulses"
 EVENTS = "events"
 FORMATS = {PULSES: "nudaq-pulses", EVENTS: "nudaq-events"}
-BATCH_KEYS = ("kind", "stream", "run", "seq", "watermark_ns", "dead_ns", "dropped", "lost_frames")
-BLOCK_HEADER_DTYPE = np.dtype(
-    [(key, "<i8" if key in ("watermark_ns", "dead_ns") else "<u8") for key in (*BATCH_KEYS, "n")]
-)
-"""One wire batch's header in a pulses block (the ``batches`` custom metadata)."""
 BLOCK_MAX_PULSES = 1 << 22
 """A block is written once it holds this many pulses, even before the next flush."""
+_KEYS = batch_keys(FORMAT_VERSION)
+_BLOCK_DTYPE = block_dtype(FORMAT_VERSION)
 _MARKER = b"\xff\xff\xff\xff"
 _END_OF_STREAM = _MARKER + b"\x00\x00\x00\x00"
 _ARROW_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, StopIteration)
+CHECKSUM_KEY = "nudaq.checksum"
+CHECKSUM_FORMAT = 3
+"""The first format version whose schema metadata must carry CHECKSUM_KEY."""
+_monotonic = time.monotonic
+"""The clock of the fsync policy (s)."""
+
+
+def header_checksum(metadata: dict[str, str]) -> str:
+    """SHA-256 (hex) of the canonical encoding of every ``nudaq.*`` schema key but
+    CHECKSUM_KEY: the UTF-8 JSON object of those keys and values, keys sorted, no spaces."""
+    covered = {k: v for k, v in metadata.items() if k.startswith("nudaq.") and k != CHECKSUM_KEY}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _schema(dtype: np.dtype) -> pa.Schema:
@@ -118,17 +144,18 @@ def _from_arrow(batch: pa.RecordBatch, kind: str) -> np.ndarray:
     return out
 
 
-def _extend_crc(crc: int, batch: Batch) -> int:
-    """A block's crc32 extended by one wire batch: its packed header, then its records."""
+def _extend_crc(crc: int, batch: Batch, version: int = FORMAT_VERSION) -> int:
+    """A block's crc32 extended by one wire batch: its packed header (as a file of format
+    ``version`` packs it, daq.formats.rawblock), then its records."""
     pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
-    return zlib.crc32(pulses, zlib.crc32(batch.header(), crc))
+    return zlib.crc32(pulses, zlib.crc32(packed_header(batch, version), crc))
 
 
-def _batches_crc(batches: list[Batch]) -> int:
+def _batches_crc(batches: list[Batch], version: int) -> int:
     """crc32 over the wire batches in order (the block checksum)."""
     crc = 0
     for batch in batches:
-        crc = _extend_crc(crc, batch)
+        crc = _extend_crc(crc, batch, version)
     return crc
 
 
@@ -154,6 +181,13 @@ class _HashingFile:
     def flush(self) -> None:
         self._file.flush()
 
+    def sync(self) -> None:
+        """fsync: what the OS holds of the file reaches the disk (RawFileError if not)."""
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as err:
+            raise RawFileError(f"cannot fsync {self.path}: {err.strerror}") from None
+
     def close(self) -> None:
         self._file.close()
 
@@ -173,6 +207,7 @@ class _StreamSink:
             "nudaq.version": __version__,
             "nudaq.config": config_json,
         }
+        metadata[CHECKSUM_KEY] = header_checksum(metadata)
         self.file = _HashingFile(path)
         self.kind = kind
         self.writer = pa.ipc.new_stream(
@@ -182,8 +217,12 @@ class _StreamSink:
     def write(self, records: np.ndarray, metadata: dict[str, str]) -> None:
         self.writer.write_batch(_to_arrow(records, self.kind), custom_metadata=metadata)
 
-    def close(self) -> RawFileInfo:
+    def end(self) -> None:
+        """Write the end-of-stream marker and hand everything to the OS."""
         self.writer.close()
+        self.file.flush()
+
+    def close(self) -> RawFileInfo:
         self.file.close()
         return RawFileInfo(self.file.path, self.file.sha256.hexdigest(), self.file.bytes)
 
@@ -201,7 +240,7 @@ class _Block:
         """Append a wire batch, extending the block's checksum."""
         pulses = np.ascontiguousarray(batch.pulses, PULSE_DTYPE)
         self.crc = _extend_crc(self.crc, batch)
-        self.headers.append((*(getattr(batch, key) for key in BATCH_KEYS), len(pulses)))
+        self.headers.append((*(getattr(batch, key) for key in _KEYS), len(pulses)))
         self.pulses.append(pulses)
         self.n += len(pulses)
 
@@ -211,7 +250,7 @@ class _Block:
 
     def metadata(self) -> dict[str, str]:
         """The custom metadata of the block: wire headers and checksum."""
-        headers = np.array(self.headers, BLOCK_HEADER_DTYPE)
+        headers = np.array(self.headers, _BLOCK_DTYPE)
         return {"batches": headers.tobytes().hex(), "crc32": str(self.crc)}
 
 
@@ -220,16 +259,38 @@ class RawWriter:
 
     Wire batches are kept in memory and written as one block at every ``flush()`` (the
     builder calls it about once a second), at ``close()``, and once a block holds
-    BLOCK_MAX_PULSES; bytes reach the OS at every flush and at close. A crash loses at most
-    what was received since the last flush.
+    BLOCK_MAX_PULSES; bytes reach the OS at every flush and at close. A crash of the process
+    loses at most what was received since the last flush.
+
+    fsync policy (a power cut or kernel crash loses what the OS had not written to the disk):
+    with ``fsync_interval_s`` (the builder's ``builder.raw_fsync_interval_s``), a flush at
+    least that long after the last fsync began starts one (0: every flush) in a background
+    thread, so the caller never waits on the disk; an fsync still running when the next is
+    due is not queued (the next flush starts it, and each covers everything before it). The
+    first also syncs the directory (the files' names). None: no fsync but the one at
+    ``close()``, which always syncs. ``fsyncs`` and ``fsync_s`` count them and their wall time
+    (s). A failed fsync raises RawFileError at the next flush or at close.
     """
 
-    def __init__(self, prefix: Path, run: int, config_json: str) -> None:
+    def __init__(
+        self, prefix: Path, run: int, config_json: str, fsync_interval_s: float | None = None
+    ) -> None:
         Path(prefix).parent.mkdir(parents=True, exist_ok=True)
         self._sinks = {
             kind: _StreamSink(raw_path(prefix, kind), kind, run, config_json) for kind in FORMATS
         }
         self._block = _Block()
+        self.fsyncs = 0
+        self.fsync_s = 0.0
+        self._fsync_interval_s = fsync_interval_s
+        self._fsync_due_s = _monotonic() + (fsync_interval_s or 0.0)
+        self._fsync_job: Future | None = None
+        self._fsync_pool = (
+            None
+            if fsync_interval_s is None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-fsync")
+        )
+        self._directory_synced = False
 
     def write_batch(self, batch: Batch) -> None:
         """Add one received wire batch (heartbeats, BOR and EOR included) to the block."""
@@ -249,21 +310,68 @@ class RawWriter:
             self._sinks[EVENTS].write(events, {"crc32": str(zlib.crc32(events))})
 
     def flush(self) -> None:
-        """Write the block and hand everything written so far to the operating system."""
+        """Write the block, hand everything written so far to the operating system, and
+        start an fsync if the policy says one is due (see the class doc)."""
         self._write_block()
         for sink in self._sinks.values():
             sink.file.flush()
+        if self._fsync_pool is None:
+            return
+        if self._fsync_job is not None:
+            if not self._fsync_job.done():
+                return  # the disk is behind: the next flush tries again
+            self._fsync_job.result()  # a failed fsync raises here
+            self._fsync_job = None
+        now = _monotonic()
+        if now >= self._fsync_due_s:
+            self._fsync_due_s = now + self._fsync_interval_s
+            self._fsync_job = self._fsync_pool.submit(self._sync)
 
     def close(self) -> list[RawFileInfo]:
-        """End both streams; returns [pulses file, events file] with hashes and sizes."""
-        self._write_block()
-        return [sink.close() for sink in self._sinks.values()]
+        """End both streams and fsync them; returns [pulses file, events file] with hashes
+        and sizes."""
+        try:
+            self._write_block()
+            for sink in self._sinks.values():
+                sink.end()
+            if self._fsync_job is not None:
+                self._fsync_job.result()
+            self._sync()
+        finally:
+            if self._fsync_pool is not None:
+                self._fsync_pool.shutdown()  # waits: no fsync of a closed file
+            infos = [sink.close() for sink in self._sinks.values()]
+        return infos
+
+    def _sync(self) -> None:
+        """fsync both files, and their directory the first time."""
+        start = time.perf_counter()
+        for sink in self._sinks.values():
+            sink.file.sync()
+        if not self._directory_synced:
+            self._directory_synced = True
+            _sync_directory(self._sinks[PULSES].file.path.parent)
+        self.fsyncs += 1
+        self.fsync_s += time.perf_counter() - start
 
     def __enter__(self) -> RawWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _sync_directory(path: Path) -> None:
+    """fsync a directory, so the names of new files in it survive a power cut (a file
+    system that cannot is only warned about: the files' contents are synced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        log.warning("cannot fsync directory %s: %s", path, err.strerror)
 
 
 @dataclass(slots=True)
@@ -316,7 +424,9 @@ class _Undecodable(Exception):
 class RawReader:
     """Reads a raw file of either kind, recovering everything intact around damage.
 
-    ``run``, ``config_json``, ``kind`` and ``nudaq_version`` come from the schema. After a
+    ``run``, ``config_json`` (and ``config``, parsed), ``kind`` and ``nudaq_version`` come
+    from the schema, checked on open: RawHeaderError when its checksum fails (or a file of
+    format 3 or later has none) or the recorded configuration is not a valid one. After a
     full pass (``iter_batches``/``read_events``, or on first access) ``damage`` is None for
     an intact, properly closed file, else a RawDamage.
     """
@@ -332,8 +442,8 @@ class RawReader:
             raise RawFileError(f"cannot read {self.path}: {err.strerror}") from None
         self._buf = pa.py_buffer(self._map)
         schema, self._data_start = self._read_schema()
+        metadata = self._checked_metadata(schema)
         try:
-            metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
             self.kind = {name: kind for kind, name in FORMATS.items()}[metadata["nudaq.format"]]
             self.format_version = int(metadata["nudaq.format_version"])
             self.run = int(metadata["nudaq.run"])
@@ -350,11 +460,83 @@ class RawReader:
                 f"{self.path}: format version {self.format_version} is newer than this nudaq reads"
                 f" ({FORMAT_VERSION})"
             )
+        if CHECKSUM_KEY not in metadata and self.format_version >= CHECKSUM_FORMAT:
+            raise RawHeaderError(
+                f"{self.path}: damaged header: format version {self.format_version} but no"
+                f" {CHECKSUM_KEY} in the schema metadata"
+            )
         if not schema.remove_metadata().equals(SCHEMAS[self.kind]):
-            raise RawFileError(f"{self.path}: columns {schema.names} are not those of nudaq")
+            raise RawFileError(
+                f"{self.path}: columns {_column_names(schema)} are not those of nudaq"
+            )
+        self.config = self._recorded_config()
         self._schema_bytes = SCHEMAS[self.kind].serialize().to_pybytes()  # to decode alone
+        self._check_schema_end()
         self._damage: RawDamage | None = None
         self._scanned = False
+
+    def _checked_metadata(self, schema: pa.Schema) -> dict[str, str]:
+        """The schema metadata as text, its checksum verified if it has one (any version:
+        a damaged version number must not turn the check off)."""
+        try:
+            metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        except UnicodeDecodeError as err:
+            raise RawHeaderError(
+                f"{self.path}: damaged header: schema metadata that is not UTF-8 text ({err})"
+            ) from None
+        recorded = metadata.get(CHECKSUM_KEY)
+        if recorded is not None and recorded != (computed := header_checksum(metadata)):
+            raise RawHeaderError(
+                f"{self.path}: damaged header: the schema metadata (run, configuration,"
+                f" versions) fails its checksum: {CHECKSUM_KEY} {recorded!r}, computed {computed}"
+            )
+        return metadata
+
+    def _recorded_config(self) -> Config:
+        """The recorded configuration snapshot, validated."""
+        try:
+            data = json.loads(self.config_json)
+        except json.JSONDecodeError as err:
+            raise RawHeaderError(
+                f"{self.path}: the recorded configuration is not valid JSON ({err})"
+            ) from None
+        if not isinstance(data, dict):
+            raise RawHeaderError(
+                f"{self.path}: the recorded configuration is a JSON {type(data).__name__},"
+                " not an object"
+            )
+        try:
+            return parse_config(data, "recorded configuration")
+        except ConfigError as err:
+            raise RawHeaderError(f"{self.path}: " + "; ".join(str(err).splitlines())) from None
+
+    def _check_schema_end(self) -> None:
+        """RawHeaderError if the schema message's length (bytes 4-7, outside the checksum)
+        is damaged: Arrow pads messages to 8 bytes, and no message may start inside it."""
+        end = self._data_start
+        if end % 8:
+            raise RawHeaderError(
+                f"{self.path}: damaged header: the schema message ends at offset {end},"
+                " not on an 8-byte boundary (its length, bytes 4-7, is wrong)"
+            )
+        pos = self._map.find(_MARKER, 8, end)
+        while pos >= 0:
+            if pos % 8 == 0 and self._message_at(pos):
+                raise RawHeaderError(
+                    f"{self.path}: damaged header: the schema message's length (bytes 4-7)"
+                    f" makes it end at offset {end}, but a message starts at offset {pos}"
+                )
+            pos = self._map.find(_MARKER, pos + 1, end)
+
+    def _message_at(self, pos: int) -> bool:
+        """Whether an intact record batch or the end-of-stream marker starts at ``pos``."""
+        if self._map[pos : pos + 8] == _END_OF_STREAM:
+            return True
+        try:
+            self._decode_at(pos)
+        except _Undecodable:
+            return False
+        return True
 
     def _read_schema(self) -> tuple[pa.Schema, int]:
         reader = pa.BufferReader(self._buf)
@@ -462,7 +644,7 @@ class RawReader:
             return ([records], int(records["t_ns"][0]), int(records["t_ns"][-1])), end
         try:
             batches = self._wire_batches(records, metadata)
-            valid = _batches_crc(batches) == crc
+            valid = _batches_crc(batches, self.format_version) == crc
         except (KeyError, ValueError, struct.error) as err:
             raise _Undecodable(f"batch at offset {pos} has a bad header ({err})") from None
         if not valid:
@@ -473,18 +655,28 @@ class RawReader:
 
     def _wire_batches(self, records: np.ndarray, metadata: dict[str, str]) -> list[Batch]:
         """The wire batches of a pulses record batch: a block (format 2) or one (format 1)."""
+        keys = batch_keys(self.format_version)
         if self.format_version == 1:
-            return [Batch(pulses=records, **{key: int(metadata[key]) for key in BATCH_KEYS})]
-        headers = np.frombuffer(bytes.fromhex(metadata["batches"]), BLOCK_HEADER_DTYPE)
+            return [Batch(pulses=records, **{key: int(metadata[key]) for key in keys})]
+        dtype = block_dtype(self.format_version)
+        headers = np.frombuffer(bytes.fromhex(metadata["batches"]), dtype)
         counts = headers["n"].astype(object)  # Python ints: no wrap-around
         if sum(counts) != len(records):
             raise ValueError(f"headers count {sum(counts)} pulses, the block holds {len(records)}")
         batches, start = [], 0
         for *fields, n in headers.tolist():
-            header = dict(zip(BATCH_KEYS, fields, strict=True))
+            header = dict(zip(keys, fields, strict=True))
             batches.append(Batch(pulses=records[start : start + n], **header))
             start += n
         return batches
+
+
+def _column_names(schema: pa.Schema) -> list[str] | str:
+    """The column names of a schema, for a message (damaged names may not decode)."""
+    try:
+        return schema.names
+    except UnicodeDecodeError:
+        return "(names that are not UTF-8 text)"
 
 
 def open_pulses(path: str | Path) -> RawReader:

@@ -8,7 +8,7 @@ module reads the same files with one numba pass over the memory-mapped bytes ins
 - ``scan_pulses(path)`` walks the Arrow IPC stream (continuation marker, flatbuffer
   ``Message`` with a ``RecordBatch`` header, body), takes the wire headers of each block
   from its custom metadata, and verifies each block's crc32 (over its wire batches, each as
-  the 48-byte wire header followed by its PULSE_DTYPE records, exactly as ``daq.formats.rawfile``
+  the packed wire header followed by its PULSE_DTYPE records, exactly as ``daq.formats.rawblock``
   defines it; format 1 files: one batch per record batch, decimal metadata). It returns an
   index (``INDEX_DTYPE``, one row per wire batch, in file order) and whether the file is
   intact.
@@ -33,8 +33,9 @@ import numpy as np
 
 from daq.core.errors import RawFileError
 from daq.core.records import PULSE_DTYPE
-from daq.formats.rawfile import BATCH_KEYS, BLOCK_HEADER_DTYPE, open_pulses
-from daq.formats.wire import HEADER, MAGIC, VERSION
+from daq.formats.rawblock import COVERAGE_FORMAT, batch_keys, wire_version
+from daq.formats.rawfile import open_pulses
+from daq.formats.wire import HEADER, MAGIC
 
 INDEX_DTYPE = np.dtype(
     [
@@ -54,12 +55,16 @@ INDEX_DTYPE = np.dtype(
             "dead_ns",
             "dropped",
             "lost_frames",
+            "gap",  # 0 in files of format 1 and 2 (no coverage recorded)
+            "covered_from_ns",
         )
     ]
 )
 """One batch of a raw pulses file: where its columns lie and its wire header."""
 _NF = len(INDEX_DTYPE.names)
-(_OFF, _N, _CT, _CA, _CC, _CF, _KIND, _STREAM, _RUN, _SEQ, _WM, _DEAD, _DROP, _LOST) = range(_NF)
+(_OFF, _N, _CT, _CA, _CC, _CF, _KIND, _STREAM, _RUN, _SEQ, _WM, _DEAD, _DROP, _LOST, _GAP, _COV) = (
+    range(_NF)
+)
 _ITEMSIZE = np.array([8, 4, 2, 2], dtype=np.int64)  # t_ns, adc, channel, flags
 
 
@@ -70,19 +75,23 @@ def _keys(*keys: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Custom-metadata keys of a format 1 batch (the index's header columns, then crc32) and of
-# a format 2 block.
-_KEYS = {1: _keys(*BATCH_KEYS, "crc32"), 2: _keys("batches", "crc32")}
-_HEX_HEADER = 2 * BLOCK_HEADER_DTYPE.itemsize  # hex digits of one wire header in a block
+# a block (formats 2 and 3).
+_KEYS = {1: _keys(*batch_keys(1), "crc32"), 2: _keys("batches", "crc32")}
+_KEYS[3] = _KEYS[2]
 _U32_MAX = 2**32 - 1
-assert HEADER.format == "<2sBBB3xIIQqqII", "the scan packs wire headers in this layout"
-_WIRE_PREFIX = np.uint64(int.from_bytes(MAGIC + bytes([VERSION]), "little"))
-"""The first three bytes of every packed wire header (magic, version), as the scan feeds
-them to the checksum: taken from daq.formats.wire, so the two cannot disagree."""
-_RANGES = np.array(  # allowed range of each header field (the formats of wire.HEADER)
-    [[0, 255], [0, 255], [0, _U32_MAX], [0, 2**63 - 1], [-(2**63), 2**63 - 1]]
-    + [[-(2**63), 2**63 - 1], [0, _U32_MAX], [0, _U32_MAX], [0, _U32_MAX]],
+assert HEADER.format == "<2sBBBB2xIIQqqIIq", "the scan packs wire headers in this layout"
+_I64 = [-(2**63), 2**63 - 1]
+_RANGES = np.array(  # allowed range of each header field (the formats of wire.HEADER), crc32
+    [[0, 255], [0, 255], [0, _U32_MAX], [0, 2**63 - 1], _I64, _I64, [0, _U32_MAX], [0, _U32_MAX]]
+    + [[0, 255], _I64, [0, _U32_MAX]],
     dtype=np.int64,
 )
+
+
+def _wire_prefix(version: int) -> np.uint64:
+    """The first three bytes of every packed wire header (magic, wire version) of a file of
+    this format, as the scan feeds them to the checksum (daq.formats.rawblock)."""
+    return np.uint64(int.from_bytes(MAGIC + bytes([wire_version(version)]), "little"))
 
 
 class ScanStatus(enum.IntEnum):
@@ -316,13 +325,15 @@ def _record_batch(b, header, lo, hi, body, body_len, row, itemsize):
 
 
 @numba.njit(cache=True, nogil=True)
-def _header_crc(crc, row, tab, prefix):
-    """Feed the 48-byte packed wire header of an index row to a running (inverted) crc;
-    ``prefix``: its first three bytes (magic and version) as a number (_WIRE_PREFIX)."""
+def _header_crc(crc, row, tab, prefix, coverage):
+    """Feed the packed wire header of an index row to a running (inverted) crc: 48 bytes, or
+    56 with ``coverage`` (wire version 2: gap and covered_from_ns); ``prefix``: its first
+    three bytes (magic and version) as a number (_wire_prefix)."""
     first = (
         prefix
         | (np.uint64(row[_KIND]) << np.uint64(24))
         | (np.uint64(row[_STREAM]) << np.uint64(32))
+        | (np.uint64(row[_GAP]) << np.uint64(40))
     )
     crc = _crc_u64(crc, first, tab)
     crc = _crc_u64(crc, np.uint64(row[_RUN]) | (np.uint64(row[_N]) << np.uint64(32)), tab)
@@ -330,6 +341,8 @@ def _header_crc(crc, row, tab, prefix):
     crc = _crc_u64(crc, np.uint64(row[_WM]), tab)
     crc = _crc_u64(crc, np.uint64(row[_DEAD]), tab)
     crc = _crc_u64(crc, np.uint64(row[_DROP]) | (np.uint64(row[_LOST]) << np.uint64(32)), tab)
+    if coverage:
+        crc = _crc_u64(crc, np.uint64(row[_COV]), tab)
     return crc
 
 
@@ -356,12 +369,12 @@ def _words(b, w64, w32, w16, row, r):
 
 
 @numba.njit(cache=True, nogil=True)
-def _crc_rows(b, w64, w32, w16, rows, first, last, tab, prefix):
+def _crc_rows(b, w64, w32, w16, rows, first, last, tab, prefix, coverage):
     """crc32 of index rows [first, last): each packed wire header, then its records."""
     crc = np.uint32(0xFFFFFFFF)
     for i in range(first, last):
         row = rows[i]
-        crc = _header_crc(crc, row, tab, prefix)
+        crc = _header_crc(crc, row, tab, prefix, coverage)
         for r in range(row[_N]):
             t, rest = _words(b, w64, w32, w16, row, r)
             crc = _crc_u64(_crc_u64(crc, t, tab), rest, tab)
@@ -397,21 +410,23 @@ def _batch_v1(b, where, row, ranges, crc_out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_v2(b, where, block, rows, count, ranges, itemsize):
-    """Format 2: one index row per wire header of a block (``block``: the record batch's
-    row) from rows[count] on; the number of rows, -1 when the headers are malformed."""
+def _block(b, where, block, rows, count, ranges, itemsize, n_fields):
+    """Formats 2 and 3: one index row per wire header of a block (``block``: the record
+    batch's row) from rows[count] on, each ``n_fields`` header fields then n; the number of
+    rows, -1 when the headers are malformed."""
     hex_at, hex_len = where[0, 0], where[0, 1]
-    if hex_len % _HEX_HEADER != 0:
+    hex_header = 16 * (n_fields + 1)
+    if hex_len % hex_header != 0:
         return -1
-    k = hex_len // _HEX_HEADER
+    k = hex_len // hex_header
     start = 0
     for i in range(k):
         row = rows[count + i]
-        for f in range(_NF - _KIND + 1):
-            value, ok = _hex_u64(b, hex_at + _HEX_HEADER * i + 16 * f)
+        for f in range(n_fields + 1):
+            value, ok = _hex_u64(b, hex_at + hex_header * i + 16 * f)
             if not ok:
                 return -1
-            if f < _NF - _KIND:
+            if f < n_fields:
                 row[_KIND + f] = np.int64(value)
             elif value > np.uint64(block[_N] - start):
                 return -1
@@ -427,9 +442,13 @@ def _block_v2(b, where, block, rows, count, ranges, itemsize):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(b, w64, w32, w16, rows, tab, prefix, version, key_bytes, key_ends, itemsize, ranges):
+def _scan(
+    b, w64, w32, w16, rows, tab, prefix, version, n_fields, key_bytes, key_ends, itemsize, ranges
+):
     """(index rows, count, ScanStatus, offset): where the scan stopped, and why.
-    ``rows``: room for the index (uninitialised; grown when too small)."""
+    ``rows``: room for the index (uninitialised; grown when too small); ``n_fields``: the
+    header fields of a batch in this format (daq.formats.rawblock)."""
+    coverage = version >= COVERAGE_FORMAT
     size = b.shape[0]
     block = np.zeros(_NF, dtype=np.int64)
     where = np.zeros((key_ends.shape[0], 2), dtype=np.int64)
@@ -482,11 +501,11 @@ def _scan(b, w64, w32, w16, rows, tab, prefix, version, key_bytes, key_ends, ite
         else:
             crc, ok = _parse_int(b, where[1, 0], where[1, 1])
             crc_out[0] = crc
-            rows = _room(rows, count, where[0, 1] // _HEX_HEADER)
-            k = _block_v2(b, where, block, rows, count, ranges, itemsize) if ok else -1
+            rows = _room(rows, count, where[0, 1] // (16 * (n_fields + 1)))
+            k = _block(b, where, block, rows, count, ranges, itemsize, n_fields) if ok else -1
         if k < 0 or crc_out[0] < 0 or crc_out[0] > ranges[-1, 1]:
             return rows, count, ScanStatus.BAD_METADATA, pos
-        if _crc_rows(b, w64, w32, w16, rows, count, count + k, tab, prefix) != crc_out[0]:
+        if _crc_rows(b, w64, w32, w16, rows, count, count + k, tab, prefix, coverage) != crc_out[0]:
             return rows, count, ScanStatus.CHECKSUM, pos
         count += k
         pos = hi + body_len
@@ -585,8 +604,9 @@ def scan_pulses(path: str | Path) -> PulseIndex:
         *_typed(buffer),
         room,
         _CRC,
-        _WIRE_PREFIX,
+        _wire_prefix(version),
         version,
+        len(batch_keys(version)),
         *_KEYS[version],
         _ITEMSIZE,
         _RANGES,

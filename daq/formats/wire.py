@@ -2,14 +2,16 @@
 
 Every data message is a two-part ZeroMQ message ``[header, payload]``; the payload is the
 pulse array's buffer (``PULSE_DTYPE`` records), sent with ``copy=False`` and received with
-``np.frombuffer``: no pickling, no per-pulse work. Header, little-endian (48 bytes)::
+``np.frombuffer``: no pickling, no per-pulse work. Header, little-endian (56 bytes)::
 
     offset size field
     0      2    magic b"NQ"
-    2      1    version (1)
+    2      1    version (2)
     3      1    kind: 1 DATA, 2 BOR (begin of run), 3 EOR (end of run)
     4      1    stream id (daq.core.records.Stream)
-    5      3    reserved (0)
+    5      1    gap: why the stream lost time before this batch (daq.core.records.Loss;
+                0 = nothing lost)
+    6      2    reserved (0)
     8      4    run number
     12     4    n: number of pulse records in the payload
     16     8    seq: per-stream sequence number, 0 for the BOR message, +1 per message
@@ -18,6 +20,9 @@ pulse array's buffer (``PULSE_DTYPE`` records), sent with ``copy=False`` and rec
     32     8    dead time (ns) of this stream since the previous message
     40     4    pulses dropped by the readout since the previous message (buffer overflow)
     44     4    frames lost by the readout since the previous message (CRC, gaps, noise)
+    48     8    covered from (ns): with a gap, the stream covers [covered_from, watermark)
+                completely and [previous watermark, covered_from) not at all; the
+                batch's pulses may lie in either part (ignored when gap = 0)
 
 A DATA message with n = 0 is a heartbeat: it only advances the watermark.
 """
@@ -30,16 +35,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from daq.core.errors import WireError
-from daq.core.records import PULSE_DTYPE, Stream
+from daq.core.records import PULSE_DTYPE, Loss, Stream
 
 MAGIC = b"NQ"
-VERSION = 1
+VERSION = 2
 KIND_DATA = 1
 KIND_BOR = 2
 KIND_EOR = 3
 KIND_NAMES = {KIND_DATA: "data", KIND_BOR: "bor", KIND_EOR: "eor"}
-HEADER = struct.Struct("<2sBBB3xIIQqqII")
-assert HEADER.size == 48
+HEADER = struct.Struct("<2sBBBB2xIIQqqIIq")
+assert HEADER.size == 56
 
 
 @dataclass(slots=True)
@@ -55,6 +60,8 @@ class Batch:
     dead_ns: int = 0
     dropped: int = 0
     lost_frames: int = 0
+    gap: int = 0
+    covered_from_ns: int = 0
 
     def header(self) -> bytes:
         """The packed header frame."""
@@ -63,6 +70,7 @@ class Batch:
             VERSION,
             self.kind,
             self.stream,
+            self.gap,
             self.run,
             len(self.pulses),
             self.seq,
@@ -70,6 +78,7 @@ class Batch:
             self.dead_ns,
             self.dropped,
             self.lost_frames,
+            self.covered_from_ns,
         )
 
     def frames(self) -> list:
@@ -89,8 +98,8 @@ def decode(parts: list) -> Batch:
     header, payload = (memoryview(p.buffer if hasattr(p, "buffer") else p) for p in parts)
     if header.nbytes != HEADER.size:
         raise WireError(f"header is {header.nbytes} bytes, expected {HEADER.size}")
-    magic, version, kind, stream, run, n, seq, watermark, dead, dropped, lost = HEADER.unpack(
-        header
+    magic, version, kind, stream, gap, run, n, seq, watermark, dead, dropped, lost, covered = (
+        HEADER.unpack(header)
     )
     if magic != MAGIC:
         raise WireError(f"bad magic {magic!r}, expected {MAGIC!r}")
@@ -100,10 +109,12 @@ def decode(parts: list) -> Batch:
         raise WireError(f"unknown message kind {kind}")
     if stream not in Stream._value2member_map_:
         raise WireError(f"unknown stream id {stream}")
+    if gap not in Loss._value2member_map_:
+        raise WireError(f"unknown gap reason {gap}")
     if payload.nbytes != n * PULSE_DTYPE.itemsize:
         raise WireError(
             f"stream {Stream(stream).name.lower()} seq {seq}: payload is {payload.nbytes} bytes,"
             f" header says {n} records of {PULSE_DTYPE.itemsize}"
         )
     pulses = np.frombuffer(payload, dtype=PULSE_DTYPE)
-    return Batch(kind, stream, run, seq, watermark, pulses, dead, dropped, lost)
+    return Batch(kind, stream, run, seq, watermark, pulses, dead, dropped, lost, gap, covered)

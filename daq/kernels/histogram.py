@@ -9,13 +9,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from daq.core.records import TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, Category
+from daq.core.records import TAG_AC, TAG_CRV, TAG_REACTOR_ON, TAG_RT, TAG_UNCOVERED, Category
 
 _ALL = int(Category.ALL)
 _AC = int(Category.AC)
 _CRV = int(Category.CRV)
 _CANDIDATE = int(Category.CANDIDATE)
 _RT = int(Category.RT)
+_UNCOVERED = int(Category.UNCOVERED)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -40,8 +41,9 @@ def calibrate(adc, channel, gain_keV_per_adc, offset_keV):
 def fill_histogram(hist, energy_keV, tags, bin_width_keV):
     """Add events to hist[reactor state, category, bin] in place; returns events not filled.
 
-    State index 1 when TAG_REACTOR_ON is set, else 0. Random triggers fill only RT; physics
-    events fill ALL, plus AC and/or CRV when tagged, CANDIDATE when neither veto fired.
+    State index 1 when TAG_REACTOR_ON is set, else 0. Events in uncovered time
+    (TAG_UNCOVERED) fill only UNCOVERED; random triggers only RT; physics events fill ALL,
+    plus AC and/or CRV when tagged, CANDIDATE when neither veto fired.
     Energies below 0 go to the first bin, above the range to the last; NaN energies (no
     calibration) are not filled and are counted in the return value.
     """
@@ -61,6 +63,9 @@ def fill_histogram(hist, energy_keV, tags, bin_width_keV):
             b = int(x)
         tag = tags[i]
         s = 1 if tag & TAG_REACTOR_ON else 0
+        if tag & TAG_UNCOVERED:
+            hist[s, _UNCOVERED, b] += 1
+            continue
         if tag & TAG_RT:
             hist[s, _RT, b] += 1
             continue

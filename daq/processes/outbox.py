@@ -8,7 +8,7 @@ from collections import deque
 
 import zmq
 
-from daq.core.records import empty_pulses
+from daq.core.records import Loss, empty_pulses
 from daq.formats.wire import Batch, send_batch
 
 log = logging.getLogger(__name__)
@@ -18,9 +18,9 @@ class Outbox:
     """Batches on their way to the builder: sent without blocking, queued in order meanwhile.
 
     The queue holds at most ``buffer_pulses`` pulses. A batch that would overflow it is sent
-    without its pulses: they are counted in its ``dropped`` field and the span since the
-    previous batch's watermark is its dead time. Batches without pulses (BOR, EOR,
-    heartbeats) always fit.
+    without its pulses: they are counted in its ``dropped`` field, and it declares the whole
+    span since the previous batch's watermark as a gap (Loss.OVERFLOW: this stream's dead or
+    blind time). Batches without pulses (BOR, EOR, heartbeats) always fit.
     """
 
     def __init__(self, socket: zmq.Socket, buffer_pulses: int) -> None:
@@ -30,7 +30,6 @@ class Outbox:
         self.queued_pulses = 0
         self.sent_pulses = 0
         self.dropped = 0
-        self._last_watermark: int | None = None
         self._held_since: float | None = None
         self._dropping_from: int | None = None
 
@@ -39,12 +38,11 @@ class Outbox:
         self.flush()
         n = len(batch.pulses)
         if n and self.queued_pulses + n > self.buffer_pulses:
-            since = (
-                batch.pulses["t_ns"][0] if self._last_watermark is None else self._last_watermark
-            )
             batch.pulses = empty_pulses()
             batch.dropped += n
-            batch.dead_ns = max(batch.dead_ns, batch.watermark_ns - since)
+            batch.dead_ns = 0  # of time that is not covered at all
+            batch.gap = Loss.OVERFLOW
+            batch.covered_from_ns = batch.watermark_ns
             if self._dropping_from is None:
                 self._dropping_from = self.dropped
                 log.warning("buffer of %d pulses full: dropping batches", self.buffer_pulses)
@@ -52,7 +50,6 @@ class Outbox:
         elif n and self._dropping_from is not None:
             log.warning("dropping ended: %d pulses dropped", self.dropped - self._dropping_from)
             self._dropping_from = None
-        self._last_watermark = batch.watermark_ns
         self.queue.append(batch)
         self.queued_pulses += len(batch.pulses)
         self.flush()

@@ -13,6 +13,10 @@ transitions on daq.control.transitions and sends daq.formats.wire batches to the
   frame's watermark, the frames' dead time, and the frames lost on the line since the
   previous batch (gaps in the frame counter: a frame that failed its CRC or header check,
   or vanished in dropped bytes, leaves exactly one gap, so each lost frame counts once).
+- coverage: a loss ends the batch being collected, and the next batch declares the gap
+  (daq.formats.wire): the time from the last good frame's watermark to the first good
+  frame's after a frame-counter gap (Loss.LINE), or to the device's new start time after a
+  reconnect (Loss.RECONNECT). That time is this stream's dead or blind time.
 - ``end``: STOP the device, send what is left and EOR (watermark = the END frame's), and
   acknowledge with the run's counts.
 
@@ -22,7 +26,7 @@ not fit loses its pulses, which are counted in its ``dropped`` field, and the wh
 span it covers becomes dead time: nothing is lost silently.
 
 A device silent for ``timeout_s`` or whose line broke is reconnected and restarted once
-per second (the gap counts as dead time); after ``timeout_s`` of failures the process logs
+per second (the gap is uncovered time); after ``timeout_s`` of failures the process logs
 the reason and exits with status EXIT_DEVICE_LOST.
 """
 
@@ -38,7 +42,7 @@ import zmq
 from daq.control.transitions import ControlClient
 from daq.core.config import Frontend
 from daq.core.errors import ProtocolError
-from daq.core.records import DATA_STREAM_NAMES, Stream, empty_pulses, stream_by_name
+from daq.core.records import DATA_STREAM_NAMES, Loss, Stream, empty_pulses, stream_by_name
 from daq.drivers.listmode import EndFrameLost, FrontendDriver
 from daq.formats.protocol import Frame
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
@@ -135,7 +139,10 @@ class Readout(RunParticipant):
         self.watermark = t_start
         self.chunks: list[np.ndarray] = []
         self.pending = 0
+        self.frames_taken = 0
         self.dead_ns = 0
+        self.gap = Loss.NONE
+        self.covered_from = t_start
         self.last_emit = time.monotonic()
         self._lost_mark = self.driver.stats.missing_frames
         self._stats_at_begin = dataclasses.replace(self.driver.stats)
@@ -153,12 +160,13 @@ class Readout(RunParticipant):
         if self._lost_since is None:
             try:
                 frames, end = self.driver.stop()
-                end_watermark = end.watermark_ns
             except EndFrameLost as err:
                 log.warning("%s", err)
-                frames = err.frames
+                frames, end = err.frames, None
             self._take(frames)
-            end_watermark = max(end_watermark, self.watermark)
+            if end is not None and end.missing_before:
+                self._lose(Loss.LINE, end.watermark_ns)
+            end_watermark = max(end.watermark_ns if end else end_watermark, self.watermark)
         else:
             error = f"device {self.driver.url} lost at end of run"
             log.warning("%s; ending with watermark %d", error, self.watermark)
@@ -218,23 +226,31 @@ class Readout(RunParticipant):
             log.info("reconnect failed: %s", err)
             return
         gap = max(0, t_start - self.watermark)
-        self.dead_ns += gap
+        self._lose(Loss.RECONNECT, max(self.watermark, t_start))
         self.watermark = max(self.watermark, t_start)
         self._lost_since = None
-        log.warning(
-            "device %s restarted; %d ns of the gap counted as dead time", self.driver.url, gap
-        )
+        log.warning("device %s restarted; %d ns of the gap are not covered", self.driver.url, gap)
 
     def _take(self, frames: list[Frame]) -> None:
         """Add the frames' pulses, dead time and watermark to the batch being collected."""
-        if not frames:
-            return
         for frame in frames:
+            if frame.missing_before:
+                self._lose(Loss.LINE, frame.watermark_ns)
+            else:  # after a gap, a frame's dead time is of uncovered time
+                self.dead_ns += frame.dead_ns
             if len(frame.pulses):
                 self.chunks.append(frame.pulses)
                 self.pending += len(frame.pulses)
-            self.dead_ns += frame.dead_ns
-        self.watermark = max(self.watermark, frames[-1].watermark_ns)
+            self.frames_taken += 1
+            self.watermark = max(self.watermark, frame.watermark_ns)
+
+    def _lose(self, reason: Loss, covered_from_ns: int) -> None:
+        """Time before covered_from_ns was lost: end the batch being collected there, and
+        let the next one declare the gap from its watermark."""
+        if self.frames_taken:
+            self._put(KIND_DATA, self._pulses())
+        self.gap = self.gap or reason
+        self.covered_from = max(self.covered_from, covered_from_ns)
 
     def _emit_when_due(self) -> None:
         since_ms = 1000 * (time.monotonic() - self.last_emit)
@@ -259,10 +275,23 @@ class Readout(RunParticipant):
         lost, self._lost_mark = total - self._lost_mark, total
         self._run_lost += lost
         batch = Batch(
-            kind, self.stream, self.run, self.seq, self.watermark, pulses, self.dead_ns, 0, lost
+            kind,
+            self.stream,
+            self.run,
+            self.seq,
+            self.watermark,
+            pulses,
+            self.dead_ns,
+            0,
+            lost,
+            self.gap,
+            self.covered_from if self.gap else self.watermark,
         )
         self.seq += 1
         self.dead_ns = 0
+        self.frames_taken = 0
+        self.gap = Loss.NONE
+        self.covered_from = self.watermark
         self.last_emit = time.monotonic()
         self.outbox.put(batch)
 

@@ -4,13 +4,14 @@ Two ways of reading, chosen by the reader process (daq.processes.replay_reader) 
 verify pass:
 
 - intact file (``planned_messages``): the recorded batches are re-chunked into messages of
-  at most ``chunk_pulses`` pulses spanning about as much DAQ time (at the file's mean rate;
-  with pacing, at most PACED_CHUNK_WALL_S of wall time), renumbered (BOR seq 0, chunks
-  1.., EOR last), with the last batch's watermark and the summed dead time, drops and lost
-  frames. The EventBuilder's result does not change: a chunk only joins batches that the
-  builder would have accepted one after the other (the same acceptance rules,
-  daq.build.acceptance), and an HPGe chunk never spans a change of the reactor state,
-  since the builder puts a batch's dead time in the state at its watermark. A
+  about ``chunk_pulses`` pulses (fewer than twice that: a larger batch goes alone) spanning
+  about as much DAQ time (at the file's mean rate; with pacing, at most PACED_CHUNK_WALL_S of
+  wall time), renumbered (BOR seq 0, chunks 1.., EOR last), with the last batch's watermark,
+  the summed dead time, drops and lost frames, and the gap its first batch declares (a batch
+  after a loss always starts a chunk). The EventBuilder's result does not change: a chunk
+  only joins batches that the builder would have accepted one after the other (the same
+  acceptance rules, daq.build.order), and an HPGe chunk never spans a change of the reactor
+  state, since the builder puts a batch's dead time in the state at its watermark. A
   ``chunk_pulses`` of 0 sends the recorded batches as they are. The streams' messages are
   merged in watermark order, so every stream advances with the others and the builder
   never holds more than about one message's span of any stream: its memory does not grow
@@ -90,6 +91,9 @@ class _Plan:
         if len(d):
             span = (d["watermark_ns"] - d["watermark_ns"][0]) // max(chunk_span_ns, 1)
             breaks = np.r_[False, (np.diff(before // chunk_pulses) != 0) | (np.diff(span) != 0)]
+            breaks |= d["gap"] != 0  # a batch after a loss starts a chunk: it declares the gap
+            alone = d["n"] >= chunk_pulses  # so no chunk reaches twice chunk_pulses
+            breaks |= alone | np.r_[False, alone[:-1]]
             if self.stream == Stream.HPGE:
                 state = self._reactor_state(d["watermark_ns"] - 1)
                 breaks |= np.r_[False, np.diff(state) != 0]
@@ -148,10 +152,14 @@ class _Plan:
             int(row["dead_ns"]),
             int(row["dropped"]),
             int(row["lost_frames"]),
+            int(row["gap"]),
+            int(row["covered_from_ns"]),
         )
 
     def _chunk(self, p: int, watermark_ns: int, pulses: np.ndarray, seq: int) -> Batch:
-        """Chunk ``p`` as one message: the last batch's watermark, the summed counters."""
+        """Chunk ``p`` as one message: the last batch's watermark, the summed counters, the
+        first batch's gap (no other batch of a chunk has one)."""
+        first = self.batches[self.bounds[p]]
         return Batch(
             KIND_DATA,
             int(self.stream),
@@ -162,6 +170,8 @@ class _Plan:
             int(self.sums["dead_ns"][p]),
             int(self.sums["dropped"][p]),
             int(self.sums["lost_frames"][p]),
+            int(first["gap"]),
+            int(first["covered_from_ns"]),
         )
 
 

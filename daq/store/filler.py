@@ -24,9 +24,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from daq.build.increments import REACTOR_STATES, BuildUpdate, ExposureDelta, StreamDelta
 from daq.core.errors import RunControlError
-from daq.core.records import CATEGORY_NAMES, Category
+from daq.core.records import CATEGORY_NAMES, LOSS_NAMES, Category
 from daq.formats.rawfile import PULSES, RawFileInfo
 from daq.store.models import (
+    CoverageGap,
     Exposure,
     RawFile,
     ReactorInterval,
@@ -40,7 +41,7 @@ from daq.store.session import writer
 log = logging.getLogger(__name__)
 
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-_EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)] + ["live_ns"]
+_EXPOSURE_FIELDS = [f.name for f in fields(ExposureDelta)]
 _STREAM_FIELDS = [f.name for f in fields(StreamDelta)]
 _BIN_KEYS = ("run_id", "tag", "reactor", "category", "bin")
 _REACTOR_NAMES = np.array(REACTOR_STATES, dtype=object)
@@ -128,6 +129,8 @@ class SpectrumFiller:
         self.tag = tag
         self.n_bins = n_bins
         self._pending = BuildUpdate.empty(n_bins)
+        self._committed = {state: ExposureDelta() for state in REACTOR_STATES}
+        """Exposure committed so far: live time is not additive, it is written from totals."""
         self._run_id: int | None = None
 
     def add(self, update: BuildUpdate) -> None:
@@ -145,8 +148,14 @@ class SpectrumFiller:
             return False
         with writer(self.engine).begin() as conn:
             self._write(conn, self._pending)
-        self._pending = BuildUpdate.empty(self.n_bins)
+        self._committed_all()
         return True
+
+    def _committed_all(self) -> None:
+        """The pending increments are stored: count them as committed."""
+        for state, delta in self._pending.exposure.items():
+            self._committed[state].add(delta)
+        self._pending = BuildUpdate.empty(self.n_bins)
 
     def close_run(self, raw_files: list[RawFileInfo], end_ns: int | None = None) -> None:
         """Final commit plus the run's raw files (and, for tag "", the run's row).
@@ -178,7 +187,7 @@ class SpectrumFiller:
                         "raw_bytes": pulses.bytes,
                     }
                 conn.execute(update(Run).where(Run.id == run_id).values(**values))
-        self._pending = BuildUpdate.empty(self.n_bins)
+        self._committed_all()
         log.info(
             "run %d (tag %r) closed with raw files %s",
             self.run_number,
@@ -214,14 +223,29 @@ class SpectrumFiller:
             conn,
             Exposure.__table__,
             ("run_id", "tag", "reactor"),
-            ("run_id", "tag", "reactor", *_EXPOSURE_FIELDS),
+            ("run_id", "tag", "reactor", *_EXPOSURE_FIELDS, "live_ns"),
             [
-                (run_id, self.tag, state, *astuple(delta), delta.live_ns)
+                (run_id, self.tag, state, *astuple(delta), self._total_live_ns(state, delta))
                 for state, delta in pending.exposure.items()
                 if delta != ExposureDelta()
             ],
             add=_EXPOSURE_FIELDS,
+            replace=("live_ns",),
         )
+        if pending.gaps:
+            conn.execute(
+                CoverageGap.__table__.insert(),
+                [
+                    {
+                        **key,
+                        "stream": gap.stream,
+                        "reason": LOSS_NAMES[gap.reason],
+                        "start_ns": gap.start_ns,
+                        "end_ns": gap.end_ns,
+                    }
+                    for gap in pending.gaps
+                ],
+            )
         _upsert(
             conn,
             StreamStat.__table__,
@@ -245,6 +269,13 @@ class SpectrumFiller:
                     power_MW=change.power_MW,
                 )
             )
+
+    def _total_live_ns(self, state: str, delta: ExposureDelta) -> int:
+        """Live time (ns) of a reactor state once ``delta`` is added to what is committed."""
+        total = ExposureDelta()
+        total.add(self._committed[state])
+        total.add(delta)
+        return total.live_ns
 
     def _close_interval(self, conn: Connection, run_id: int, t_ns: int) -> None:
         conn.execute(

@@ -84,8 +84,10 @@ class Exposure(Base):
     tag: Mapped[str] = mapped_column(String(64), default="")
     reactor: Mapped[str] = mapped_column(String(3))
     elapsed_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    uncovered_ns: Mapped[int] = mapped_column(BigInteger, default=0)  # dead or blind
     dead_ns: Mapped[int] = mapped_column(BigInteger, default=0)
-    live_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    dead_span_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    live_ns: Mapped[int] = mapped_column(BigInteger, default=0)  # daq.build.increments
     rt_events: Mapped[int] = mapped_column(BigInteger, default=0)
     rt_ac: Mapped[int] = mapped_column(BigInteger, default=0)
     rt_crv: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -94,6 +96,7 @@ class Exposure(Base):
     events_ac: Mapped[int] = mapped_column(BigInteger, default=0)
     events_crv: Mapped[int] = mapped_column(BigInteger, default=0)
     events_candidate: Mapped[int] = mapped_column(BigInteger, default=0)
+    events_uncovered: Mapped[int] = mapped_column(BigInteger, default=0)
 
     run: Mapped[Run] = relationship(back_populates="exposures")
 
@@ -132,6 +135,22 @@ class StreamStat(Base):
     missing_batches: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected_messages: Mapped[int] = mapped_column(BigInteger, default=0)
     dead_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    uncovered_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CoverageGap(Base):
+    """A stretch of one stream's time that it did not cover, and why (daq.build.coverage):
+    HPGe dead time or a veto's blind time, on the DAQ clock (ns)."""
+
+    __tablename__ = "coverage_gaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(String(64), default="")
+    stream: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))  # daq.core.records.LOSS_NAMES
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    end_ns: Mapped[int] = mapped_column(BigInteger)
 
 
 class RawFile(Base):

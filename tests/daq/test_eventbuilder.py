@@ -127,7 +127,10 @@ def test_hand_made_coincidences_and_categories():
         ReactorChange(350_000, False, 0.0),
     ]
     s = eb.summary
-    assert s["events"] == {"all": 6, "ac": 2, "crv": 3, "candidate": 1, "rt": 1}
+    assert s["events"] == {"all": 6, "ac": 2, "crv": 3, "candidate": 1, "rt": 1, "uncovered": 0}
+    # every veto covers exactly the HPGe run [0, 1 ms): HPGe times whose window reaches before a
+    # veto's start or after its stop are blind, 5 us (crv_pre) at the start, 1 us at the end
+    assert (on.uncovered_ns, off.uncovered_ns) == (5_000, 1_000)
     assert s["pulses"] == {"hpge": 7, "acv": 5, "crv": 5, "reactor": 2}
     assert s["rejected_messages"] == 0 and s["missing_batches"] == 0
     assert eb.power_MW == 0.0  # the latest reading: reactor off
@@ -151,8 +154,13 @@ def test_nothing_is_built_before_every_window_is_complete():
 
 def test_dead_time_goes_to_the_reactor_state_of_its_batch():
     _, _, eb = build(small_config(), hand_made_batches(dead_ns=1_000))
-    # HPGe data batches end at 250 us (reactor on), 650 us and 1000 us (off)
-    assert eb.summary["live_ns"] == {"on": 350_000 - 1_000, "off": 650_000 - 2_000}
+    # HPGe data batches end at 250 us (reactor on), 650 us and 1000 us (off): the live
+    # fraction 1 - dead / span of each state applies to its covered time (5 us and 1 us of the
+    # run's edges are blind, see above)
+    assert eb.summary["live_ns"] == {
+        "on": 345_000 - 345_000 * 1_000 // 250_000,
+        "off": 649_000 - 649_000 * 2_000 // 750_000,
+    }
     assert eb.summary["dead_ns"]["hpge"] == 3_000
 
 
@@ -272,8 +280,20 @@ def test_missing_batch_is_counted_and_the_rest_is_built():
     s = eb.summary
     assert s["missing_batches"] == 1 and s["lost"]["acv"] == 1
     assert s["pulses"]["acv"] == len(data[Stream.ACV]) - len(lost.pulses)
-    assert s["events"]["all"] + s["events"]["rt"] == len(data[Stream.HPGE])
     assert s["elapsed_ns"] == {"on": ref.exposure["on"].elapsed_ns, "off": FLIPS[1] - FLIPS[0]}
+    # the AC stream is blind from the last good watermark to the next: every HPGe time whose
+    # +-w_ac window reaches into that is uncovered, and so are the run's edges (crv_pre at
+    # the start, w_ac and crv_post at the end)
+    wm = {b.seq: b.watermark_ns for b in batches if b.stream == Stream.ACV}
+    w = config.builder.ac_window_ns
+    blind = (wm[3] - w, wm[5] + w)
+    assert 5_000 < blind[0] and blind[1] < T_END - w
+    ge_t = data[Stream.HPGE]["t_ns"]
+    inside = (ge_t >= blind[0]) & (ge_t < blind[1]) | (ge_t < 5_000) | (ge_t >= T_END - w)
+    assert s["events"]["uncovered"] == np.count_nonzero(inside) > 0
+    assert s["events"]["all"] + s["events"]["rt"] == np.count_nonzero(~inside)
+    assert sum(s["exposure_uncovered_ns"].values()) == blind[1] - blind[0] + 5_000 + w
+    assert s["uncovered_ns"]["acv"] == wm[5] - wm[3]
 
 
 def test_a_gap_stalls_at_most_max_pending_batches():
@@ -335,11 +355,11 @@ def test_pulses_in_an_already_complete_range_are_rejected():
 
 def test_unknown_channel_is_counted_not_fatal():
     config = small_config()
-    ge = pulses([100, 200], channel=[0, 3])
+    ge = pulses([50_000, 60_000], channel=[0, 3])
     batches = [
-        *stream_batches(Stream.HPGE, ge, 0, 1000),
-        *stream_batches(Stream.ACV, pulses([])[:0], 0, 1000),
-        *stream_batches(Stream.CRV, pulses([])[:0], 0, 1000),
+        *stream_batches(Stream.HPGE, ge, 0, 100_000),
+        *stream_batches(Stream.ACV, pulses([])[:0], 0, 100_000),
+        *stream_batches(Stream.CRV, pulses([])[:0], 0, 100_000),
     ]
     total, events, eb = build(
         config, batches, streams=(Stream.HPGE, Stream.ACV, Stream.CRV), reactor_on=True

@@ -32,7 +32,7 @@ def test_one_batch_refusals_name_the_reason():
     state = StreamOrder()
     state.advance(np.array([90]), 100)
     assert state.refusal(np.array([100, 120]), 130) == ""
-    assert "behind 100" in state.refusal(np.array([], dtype=np.int64), 99)
+    assert "behind" in state.refusal(np.array([], dtype=np.int64), 99)
     assert "already complete" in state.refusal(np.array([95]), 130)
     assert not state.accepts(np.array([120, 110]), 130)  # not time-ordered
     assert state.accepts(np.array([100, 100]), 100)  # equal times, a watermark that stays

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from daq.core.errors import RawFileError
 from daq.core.records import EVENT_DTYPE, PULSE_DTYPE, Stream
-from daq.formats.rawfile import BATCH_KEYS, SCHEMAS, RawReader, RawWriter, raw_path
+from daq.formats.rawblock import batch_keys, packed_header
+from daq.formats.rawfile import SCHEMAS, RawReader, RawWriter, raw_path
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
 CONFIG = '{"spectrum": {"bin_width_keV": 0.2}}'
@@ -148,8 +149,8 @@ def test_standard_tools_read_the_files(tmp_path):
     stream = pa.ipc.open_stream(raw_path(tmp_path / "run", "pulses"))
     assert stream.schema.metadata[b"nudaq.run"] == b"7"
     first, meta = stream.read_next_batch_with_custom_metadata()
-    headers = np.frombuffer(bytes.fromhex(meta[b"batches"].decode()), "<i8").reshape(-1, 9)
-    assert headers[0, 3] == batches[0].seq and headers[0, 8] == len(batches[0].pulses)
+    headers = np.frombuffer(bytes.fromhex(meta[b"batches"].decode()), "<i8").reshape(-1, 11)
+    assert headers[0, 3] == batches[0].seq and headers[0, 10] == len(batches[0].pulses)
     assert first.column("t_ns").to_numpy().tolist() == batches[0].pulses["t_ns"].tolist()
     frame = pa.ipc.open_stream(raw_path(tmp_path / "run", "events")).read_pandas()
     assert frame["energy_keV"].to_numpy().tolist() == events["energy_keV"].tolist()
@@ -209,8 +210,8 @@ def write_format_1(path, batches: list[Batch]) -> None:
     meta |= {"nudaq.config": CONFIG, "nudaq.version": "0"}
     with pa.ipc.new_stream(path, SCHEMAS["pulses"].with_metadata(meta)) as writer:
         for batch in batches:
-            custom = {key: str(getattr(batch, key)) for key in BATCH_KEYS}
-            custom["crc32"] = str(zlib.crc32(batch.pulses, zlib.crc32(batch.header())))
+            custom = {key: str(getattr(batch, key)) for key in batch_keys(1)}
+            custom["crc32"] = str(zlib.crc32(batch.pulses, zlib.crc32(packed_header(batch, 1))))
             columns = [pa.array(batch.pulses[name]) for name in SCHEMAS["pulses"].names]
             record = pa.record_batch(columns, schema=SCHEMAS["pulses"])
             writer.write_batch(record, custom_metadata=custom)

@@ -37,6 +37,7 @@ def random_update(rng: np.random.Generator, n_bins: int = N_BINS, density=0.05) 
     for state in REACTOR_STATES:
         values = {f.name: int(rng.integers(0, 10**6)) for f in fields(ExposureDelta)}
         values["elapsed_ns"] = int(rng.integers(10**9, 10**10))
+        values["dead_span_ns"] = int(rng.integers(10**8, 10**9))
         update.exposure[state] = ExposureDelta(**values)
     for stream in ("hpge", "acv", "crv"):
         values = {f.name: int(rng.integers(0, 10**5)) for f in fields(StreamDelta)}
@@ -120,7 +121,12 @@ def test_increments_add_up(engine):
     want_hist, want_exposures, want_streams = expected_sums(updates)
     np.testing.assert_array_equal(hist, want_hist)
     assert exposures == want_exposures
-    assert live == {s: e.elapsed_ns - e.dead_ns for s, e in want_exposures.items()}
+    # live time is the covered time times the live fraction of the run's totals, not a sum
+    assert live == {
+        s: (e.elapsed_ns - e.uncovered_ns) * (e.dead_span_ns - e.dead_ns) // e.dead_span_ns
+        + ((e.elapsed_ns - e.uncovered_ns) * (e.dead_span_ns - e.dead_ns) % e.dead_span_ns > 0)
+        for s, e in want_exposures.items()
+    }
     assert streams == want_streams
     assert stored(engine, 2, "")[0].sum() == 0, "another run is untouched"
 
