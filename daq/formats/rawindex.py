@@ -79,7 +79,7 @@ def _keys(*keys: str) -> tuple[np.ndarray, np.ndarray]:
 _KEYS = {1: _keys(*batch_keys(1), "crc32"), 2: _keys("batches", "crc32")}
 _KEYS[3] = _KEYS[2]
 _U32_MAX = 2**32 - 1
-assert HEADER.format == "<2sBBBB2xIIQqqIIq", "the scan packs wire headers in this layout"
+assert HEADER.format == "<2sBBBBHIIQqqIIq", "the scan packs wire headers in this layout"
 _I64 = [-(2**63), 2**63 - 1]
 _RANGES = np.array(  # allowed range of each header field (the formats of wire.HEADER), crc32
     [[0, 255], [0, 255], [0, _U32_MAX], [0, 2**63 - 1], _I64, _I64, [0, _U32_MAX], [0, _U32_MAX]]

@@ -43,7 +43,7 @@ KIND_DATA = 1
 KIND_BOR = 2
 KIND_EOR = 3
 KIND_NAMES = {KIND_DATA: "data", KIND_BOR: "bor", KIND_EOR: "eor"}
-HEADER = struct.Struct("<2sBBBB2xIIQqqIIq")
+HEADER = struct.Struct("<2sBBBBHIIQqqIIq")
 assert HEADER.size == 56
 
 
@@ -71,6 +71,7 @@ class Batch:
             self.kind,
             self.stream,
             self.gap,
+            0,
             self.run,
             len(self.pulses),
             self.seq,
@@ -98,13 +99,28 @@ def decode(parts: list) -> Batch:
     header, payload = (memoryview(p.buffer if hasattr(p, "buffer") else p) for p in parts)
     if header.nbytes != HEADER.size:
         raise WireError(f"header is {header.nbytes} bytes, expected {HEADER.size}")
-    magic, version, kind, stream, gap, run, n, seq, watermark, dead, dropped, lost, covered = (
-        HEADER.unpack(header)
-    )
+    (
+        magic,
+        version,
+        kind,
+        stream,
+        gap,
+        reserved,
+        run,
+        n,
+        seq,
+        watermark,
+        dead,
+        dropped,
+        lost,
+        covered,
+    ) = HEADER.unpack(header)
     if magic != MAGIC:
         raise WireError(f"bad magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
         raise WireError(f"unsupported wire version {version}")
+    if reserved:
+        raise WireError(f"reserved header bytes are {reserved:#06x}, not 0")
     if kind not in KIND_NAMES:
         raise WireError(f"unknown message kind {kind}")
     if stream not in Stream._value2member_map_:

@@ -7,7 +7,10 @@ Sockets (endpoints from the configuration):
 - PULL bound at ``network.builder_data``: the readouts' and slow control's batches. Its
   receive queue is kept short, so a builder that falls behind pushes back on the readouts
   (which count what their own buffers drop). The socket is read only while a run is open:
-  batches sent before the begin-of-run wait in ZeroMQ instead of being lost.
+  batches sent before the begin-of-run wait in ZeroMQ instead of being lost. No message part
+  larger than the largest legal message (``max_message_bytes``) is ever taken: ZeroMQ drops
+  the connection of a sender that starts one, before allocating it, and the sender
+  reconnects; the builder logs every disconnection of a sender during a run.
 - DEALER to run control (daq.control.transitions) for the transitions.
 - PUB bound at ``network.monitor``: one JSON snapshot about once per wall second (run,
   state, pulses, rates, lost, dead time, horizon, reactor state, events per category).
@@ -18,10 +21,16 @@ its spectrum filler and an EventBuilder, and acknowledges. Optional fields: ``st
 "off": the fixed state when the reactor stream is not expected). ``end`` waits until the
 end-of-run of every expected stream arrived (at most END_WAIT_S, then ends anyway and says so
 in the summary), builds what is left, commits, closes the raw files and acknowledges with the
-run summary. ``exit`` and SIGTERM end an open run at once with what has arrived, then exit 0.
+run summary. ``exit``, SIGTERM and SIGINT close an open live run once the end-of-run of every
+expected stream arrived (its senders are stopping too, and their last batches are on the way),
+or after ``builder.drain_timeout_s``, then exit 0; the summary names the streams that did not
+end (``no_eor``). A replay's open run is closed at once with what has arrived.
 
-Every message received is decoded; undecodable ones are logged and counted as rejected (in
-the summary and in SQL under the stream name "undecodable") and never stop the builder.
+Every message received is decoded; undecodable ones are counted as rejected (in the summary
+and in SQL under the stream name "undecodable") and never stop the builder. The first of them
+is logged in full, then one line per REJECT_LOG_INTERVAL_S says how many more there were
+(daq.core.ratelog), and the close of a run writes what is still untold: a flood of junk
+costs a few lines of log, not a line each.
 Decoded batches are written to the raw file as received (a block per flush, see
 daq.formats.rawfile), then given to the EventBuilder.
 
@@ -45,6 +54,7 @@ from pathlib import Path
 
 import zmq
 from sqlalchemy.exc import SQLAlchemyError
+from zmq.utils.monitor import recv_monitor_message
 
 from daq.build.eventbuilder import EventBuilder
 from daq.build.increments import StreamDelta, dominant_state
@@ -54,9 +64,17 @@ from daq.core.config import Config
 from daq.core.errors import NudaqError, WireError
 from daq.core.overrides import with_overrides
 from daq.core.paths import db_url
-from daq.core.records import DATA_STREAM_NAMES, RUN_STREAMS, STREAM_NAMES, Stream, stream_by_name
+from daq.core.ratelog import RateLimitedLog
+from daq.core.records import (
+    DATA_STREAM_NAMES,
+    PULSE_DTYPE,
+    RUN_STREAMS,
+    STREAM_NAMES,
+    Stream,
+    stream_by_name,
+)
 from daq.formats.rawfile import PULSES, RawFileInfo, RawWriter, raw_path
-from daq.formats.wire import decode
+from daq.formats.wire import HEADER, decode
 from daq.kernels.warmup import warm_up
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.filler import SpectrumFiller
@@ -71,12 +89,23 @@ RECV_HWM = 100
 BURST = 500
 """Messages read before the builder advances, commits and looks at transitions again."""
 DRAIN_S = 2.0
-"""Longest time spent reading queued messages when a run is closed (wall s)."""
+"""Longest time spent reading what is already queued when a run is closed (wall s); at an exit
+the builder first reads until every stream ended (``builder.drain_timeout_s``)."""
 MONITOR_INTERVAL_S = 1.0
 POLL_MS = 100
 UNDECODABLE = "undecodable"
 REPLAY_BURST_PULSES = 1 << 20
 """Pulses read in replay before the builder advances (bounds what it holds at once)."""
+REJECT_LOG_INTERVAL_S = 10.0
+"""Longest silence of the log about rejected messages and disconnected senders (wall s)."""
+
+
+def max_message_bytes(max_pulses: int) -> int:
+    """Largest legal message (bytes): the wire header and ``max_pulses`` pulse records.
+
+    ZeroMQ's MAXMSGSIZE bounds each message part, and the payload of a batch of at most
+    ``max_pulses`` pulses is below this, its header too."""
+    return HEADER.size + max_pulses * PULSE_DTYPE.itemsize
 
 
 @dataclass(frozen=True)
@@ -219,6 +248,15 @@ class RunRecorder:
             "pulses": {name: s["pulses"].get(name, 0) for name in DATA_STREAM_NAMES},
             "lost": {name: s["lost"].get(name, 0) for name in DATA_STREAM_NAMES},
             "dead_time_s": {name: ns / 1e9 for name, ns in s["dead_ns"].items()},
+            "uncovered_s": {
+                name: s["uncovered_ns"].get(name, 0) / 1e9 for name in DATA_STREAM_NAMES
+            },
+            "gaps_s": {
+                name: {reason: ns / 1e9 for reason, ns in by_reason.items()}
+                for name, by_reason in s["gaps_ns"].items()
+            },
+            "exposure_uncovered_s": sum(s["exposure_uncovered_ns"].values()) / 1e9,
+            "rejections": s["rejections"],
             "events": s["events"],
             "rt_tags": s["rt_tags"],
             "missing_batches": s["missing_batches"],
@@ -236,7 +274,12 @@ class LiveRecorder(RunRecorder):
     def __init__(self, config: Config, engine, begin: RunBegin, data_dir: Path) -> None:
         super().__init__(config, engine, begin)
         prefix = data_dir / "raw" / f"run{begin.run:06d}"
-        self.raw = RawWriter(prefix, begin.run, config.snapshot())
+        self.raw = RawWriter(
+            prefix,
+            begin.run,
+            config.snapshot(),
+            fsync_interval_s=config.builder.raw_fsync_interval_s,
+        )
         self.raw_file = raw_path(prefix, PULSES)
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
@@ -311,6 +354,8 @@ class BuilderProcess:
         self.pull = ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, recv_hwm)
         self.pull.setsockopt(zmq.LINGER, 0)
+        pass  # self.pull.setsockopt(zmq.MAXMSGSIZE, max_message_bytes(config.builder.max_batch_pulses))
+        self.pull_events = self.pull.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.pull.bind(config.endpoint("builder_data", data_dir))
         self.pub = ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
@@ -323,12 +368,15 @@ class BuilderProcess:
         self.exit_requested = False
         self._next_monitor = 0.0
         self.rates = RateMeter()
+        self.rejections = RateLimitedLog(log, REJECT_LOG_INTERVAL_S)
+        self.disconnections = RateLimitedLog(log, REJECT_LOG_INTERVAL_S, level=logging.INFO)
 
     # -- main loop ------------------------------------------------------------------------------
     def serve(self, stop: StopFlag) -> None:
         """Run until SIGTERM/SIGINT or the exit transition."""
         poller = zmq.Poller()
         poller.register(self.control.socket, zmq.POLLIN)
+        poller.register(self.pull_events, zmq.POLLIN)
         reading = False
         while not stop and not self.exit_requested:
             if (self.recorder is not None) != reading:
@@ -342,12 +390,15 @@ class BuilderProcess:
                 self._read_data()
             if self.control.socket in events:
                 self._read_transitions()
+            if self.pull_events in events:
+                self._read_pull_events()
             if self.recorder is not None:
                 self.recorder.tick()
                 self._maybe_end()
             self._publish()
         if self.recorder is not None:
-            self._end_run()
+            log.info("stop signal: ending run %d", self.recorder.run)
+            self._end_run(at_exit=True)
 
     def _read_data(self) -> None:
         recorder = self.recorder
@@ -361,7 +412,12 @@ class BuilderProcess:
                 batch = decode(parts)
             except WireError as err:
                 recorder.reject_undecodable()
-                log.warning("run %d: rejected an undecodable message: %s", recorder.run, err)
+                self.rejections.log(
+                    "rejected undecodable messages",
+                    "run %d: rejected an undecodable message: %s",
+                    recorder.run,
+                    err,
+                )
                 continue
             recorder.add(batch)
             pulses += len(batch.pulses)
@@ -369,11 +425,49 @@ class BuilderProcess:
                 break
         recorder.advance()
 
-    def _drain(self) -> None:
-        """Read what is already queued before the run is closed (for at most DRAIN_S)."""
+    def _read_pull_events(self) -> None:
+        """Log the senders ZeroMQ disconnected during a run (at INFO: a replay's reader leaves
+        before its run closes)."""
+        while self.pull_events.poll(0, zmq.POLLIN):
+            recv_monitor_message(self.pull_events)
+            if self.recorder is not None:
+                self.disconnections.log(
+                    "disconnected data senders",
+                    "run %d: a data sender was disconnected (it went away, or it sent a"
+                    " message part over the %d-byte limit)",
+                    self.recorder.run,
+                    max_message_bytes(self.config.builder.max_batch_pulses),
+                )
+
+    def _drain(self, at_exit: bool = False) -> bool:
+        """Read what is queued before the run is closed; True if end-of-run messages were
+        waited for and did not all come.
+
+        At an exit of a live run (``at_exit``: SIGTERM, SIGINT, the exit transition) its
+        senders are stopping too, and their last batches and end-of-run are on their way:
+        read until every expected stream's end-of-run arrived, for at most
+        ``builder.drain_timeout_s``, committing and flushing as usual meanwhile. Then read
+        what is already queued, for at most DRAIN_S.
+        """
+        recorder = self.recorder
+        wait = at_exit and isinstance(recorder, LiveRecorder)
+        if wait and not recorder.builder.eor_received:
+            timeout_s = self.config.builder.drain_timeout_s
+            log.info(
+                "run %d: reading until every stream ended (at most %g s)", recorder.run, timeout_s
+            )
+            deadline = time.monotonic() + timeout_s
+            while not recorder.builder.eor_received:
+                left_ms = int(1000 * (deadline - time.monotonic()))
+                if left_ms <= 0:
+                    break
+                if self.pull.poll(min(left_ms, POLL_MS), zmq.POLLIN):
+                    self._read_data()
+                recorder.tick()
         deadline = time.monotonic() + DRAIN_S
         while time.monotonic() < deadline and self.pull.poll(0, zmq.POLLIN):
             self._read_data()
+        return wait and not recorder.builder.eor_received
 
     # -- transitions ----------------------------------------------------------------------------
     def _read_transitions(self) -> None:
@@ -422,7 +516,7 @@ class BuilderProcess:
 
     def _exit(self, transition: dict) -> None:
         if self.recorder is not None:
-            self._end_run()
+            self._end_run(at_exit=True)
         self.exit_requested = True
         self.control.ack(transition)
 
@@ -442,9 +536,16 @@ class BuilderProcess:
             log.warning("run %d: end-of-run missing after %.0f s", self.recorder.run, END_WAIT_S)
         self._end_run(eor_timeout=timed_out)
 
-    def _end_run(self, eor_timeout: bool = False) -> None:
-        """Close the open run with what has arrived; answer a pending end transition."""
-        self._drain()
+    def _end_run(self, eor_timeout: bool = False, at_exit: bool = False) -> None:
+        """Close the open run with what has arrived; answer a pending end transition.
+
+        ``at_exit``: the builder is exiting, so it first waits for the end-of-run of every
+        stream (_drain); the summary's ``eor_timeout`` says if that wait ran out.
+        """
+        eor_timeout = self._drain(at_exit) or eor_timeout
+        self._read_pull_events()
+        self.rejections.flush()
+        self.disconnections.flush()
         recorder, pending = self.recorder, self.ending
         self.recorder, self.ending, self.expected = None, None, None
         try:
@@ -454,6 +555,12 @@ class BuilderProcess:
             if pending is not None:
                 self.control.ack(pending[0], ok=False, error=str(err))
             return
+        if self.last_summary.get("no_eor"):
+            log.warning(
+                "run %d closed without the end-of-run of %s",
+                recorder.run,
+                ", ".join(self.last_summary["no_eor"]),
+            )
         if pending is not None:
             self.control.ack(pending[0], **self.last_summary)
 
@@ -485,6 +592,9 @@ class BuilderProcess:
             "dead_ns": s["dead_ns"],
             "dead_fraction": 1 - live / elapsed if elapsed else 0.0,
             "live_time_s": live / 1e9,
+            "elapsed_s": elapsed / 1e9,
+            "uncovered_s": {name: ns / 1e9 for name, ns in s["uncovered_ns"].items()},
+            "exposure_uncovered_s": sum(s["exposure_uncovered_ns"].values()) / 1e9,
             "horizon_ns": s["horizon_ns"],
             "reactor": {True: "on", False: "off", None: "?"}[s["reactor_on"]],
             "power_MW": recorder.builder.power_MW,
@@ -495,7 +605,8 @@ class BuilderProcess:
 
     def close(self) -> None:
         """Close every socket and the database engine."""
-        for sock in (self.pull, self.pub):
+        self.pull.disable_monitor()
+        for sock in (self.pull_events, self.pull, self.pub):
             sock.close(0)
         self.control.close()
         self.engine.dispose()

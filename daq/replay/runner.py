@@ -27,17 +27,26 @@ file in one numba pass (``daq.formats.rawindex.scan_pulses``) and posts on the p
 into large messages (see daq.replay.plan). A damaged file is read by RawReader, batch by
 batch, everything it recovers before and after the damage; what was skipped is reported in
 the result (``damage``) and stored with the run (table raw_file_damage).
+
+Proof of the file: opening it verifies its header (daq.formats.rawfile: RawHeaderError when
+the recorded run, configuration or versions fail their checksum). When the database holds
+the SHA-256 of the run's pulses file (table raw_files, written when the live run closed it;
+found by the run number the file records), the replay hashes the file in a background
+thread while its processes start, and compares before the builder begins the run, so
+streaming is not slowed and nothing of an altered file is stored: an intact file whose
+digest differs is a RawDigestError; a damaged one is replayed and reports
+``sha256_verified`` false (true only when the digests agree).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +55,8 @@ from sqlalchemy import Engine, exists, select
 
 from daq.control.runcontrol import RunControl
 from daq.control.supervisor import Supervisor
-from daq.core.config import Config, parse_config
-from daq.core.errors import NudaqError, RawFileError, RunControlError
+from daq.core.config import Config
+from daq.core.errors import NudaqError, RawDigestError, RawFileError, RunControlError
 from daq.core.records import RUN_STREAMS, STREAM_NAMES
 from daq.formats.rawfile import PULSES, RawDamage, RawReader, open_pulses, raw_path
 from daq.replay.board import (
@@ -61,7 +70,7 @@ from daq.replay.board import (
     start_readers,
 )
 from daq.replay.scan import Scan
-from daq.store.models import Exposure, Run, SpectrumBin, StreamStat
+from daq.store.models import Exposure, RawFile, Run, SpectrumBin, StreamStat
 from daq.store.runs import add_logbook, add_raw_damage, create_run, end_run
 from daq.store.session import make_engine, session_scope, upgrade_database
 
@@ -103,6 +112,7 @@ class ReplayResult:
     ``pulses_per_s`` is over that time. ``built_s``: until the builder had built every
     pulse, before that final commit (s). ``stream_s``: until the reader had sent all (s).
     The processes' start-up and the reader's verify pass come before and are in none.
+    ``sha256_verified``: the file's SHA-256 equals the one the database holds for the run.
     """
 
     file: str
@@ -118,6 +128,7 @@ class ReplayResult:
     messages: dict[str, int]
     builder_peak_rss_mb: float
     intact: bool
+    sha256_verified: bool = False
     damage: list[dict] = field(default_factory=list)
     by_tag: dict[str, dict] = field(default_factory=dict)
     scan: list[dict] = field(default_factory=list)
@@ -255,7 +266,7 @@ class _Session:
             "--board",
             str(board),
             "--chunk-pulses",
-            str(self.options.chunk_pulses),
+            str(min(self.options.chunk_pulses, self.config.builder.max_batch_pulses // 2)),
             "--speed",
             str(self.options.speed),
             "--data-dir",
@@ -280,13 +291,76 @@ class _Session:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _start(session: _Session, board: np.ndarray) -> float:
-    """Wait until the reader is ready, start it; the start time (monotonic s)."""
+def _wait_until_ready(session: _Session, board: np.ndarray) -> None:
+    """Until the reader has verified the file and prepared its first message."""
     while not readers_ready(board):
         session.alive()
         session.rc.pump(10)
+
+
+def _start(session: _Session, board: np.ndarray) -> float:
+    """Wait until the reader is ready, start it; the start time (monotonic s)."""
+    _wait_until_ready(session, board)
     start_readers(board)
     return time.monotonic()
+
+
+def _recorded_digest(engine: Engine, run: int) -> tuple[str, str] | None:
+    """(SHA-256, path) the database holds for the pulses file of the live recording of
+    ``run`` (table raw_files), or None."""
+    with session_scope(engine, readonly=True) as session:
+        row = session.execute(
+            select(RawFile.sha256, RawFile.path)
+            .join(Run, Run.id == RawFile.run_id)
+            .where(Run.number == run, RawFile.kind == PULSES, RawFile.tag == "")
+        ).first()
+    return None if row is None else (row.sha256, row.path)
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _hash_in_background(path: Path) -> Future[str]:
+    """The SHA-256 (hex) of a file, computed in a thread of its own (hashlib releases the
+    GIL) while the replay's processes start."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-sha256")
+    try:
+        return pool.submit(_file_sha256, path)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _verify_digest(
+    session: _Session,
+    board: np.ndarray,
+    reader: RawReader,
+    digest: Future[str],
+    recorded: tuple[str, str],
+) -> bool:
+    """Whether the file hashes to the recorded (SHA-256, path), once the reader's verify
+    pass and the hash are done; RawDigestError if the file is intact and does not."""
+    _wait_until_ready(session, board)
+    while not digest.done():
+        session.alive()
+        session.rc.pump(10)
+    try:
+        actual = digest.result()
+    except OSError as err:
+        raise RawFileError(f"cannot read {reader.path} to hash it: {err.strerror}") from None
+    expected, recorded_path = recorded
+    if actual == expected:
+        return True
+    _, intact = file_facts(board)
+    if intact:
+        raise RawDigestError(
+            f"{reader.path}: intact, but its SHA-256 {actual} differs from {expected}, the one"
+            f" the database holds for the pulses file of run {reader.run} ({recorded_path}):"
+            " the file was altered after it was recorded, or is another recording"
+        )
+    log.warning("%s: damaged, SHA-256 %s, not the recorded %s", reader.path, actual, expected)
+    return False
 
 
 def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress) -> None:
@@ -302,8 +376,10 @@ def _wait_for_readers(session: _Session, board: np.ndarray, total: int, progress
 def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=None) -> ReplayResult:
     """Replay one raw pulses file (see module doc); ``progress(done, total)`` is called with
     pulses sent so far."""
-    reader = open_pulses(path)
-    recorded = parse_config(json.loads(reader.config_json), f"{path} configuration")
+    reader = open_pulses(path)  # verifies the header (RawHeaderError)
+    recorded = reader.config
+    digest_row = _recorded_digest(engine, reader.run)
+    digest = None if digest_row is None else _hash_in_background(reader.path)
     base = options.config or recorded
     wanted = variants(options, recorded)
     tags = [v["tag"] for v in wanted]
@@ -319,6 +395,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         board = open_board(board_path, len(RUN_STREAMS))
         session.start_reader(path, board_path)  # it verifies the file, then waits for start
         session.rc.wait_for_processes([BUILDER], STARTUP_TIMEOUT_S, session.alive)
+        verified = digest is not None and _verify_digest(session, board, reader, digest, digest_row)
         session.rc.transition(
             BUILDER,
             "begin",
@@ -360,6 +437,7 @@ def replay_file(path: Path, options: ReplayOptions, engine: Engine, progress=Non
         messages=expect,
         builder_peak_rss_mb=summary.get("peak_rss_mb", 0.0),
         intact=intact,
+        sha256_verified=verified,
         damage=_damage_rows(damage),
         by_tag=summary.get("tags", {}),
         summary=summary,

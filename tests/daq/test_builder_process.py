@@ -39,7 +39,7 @@ AC_T = [100_500, 299_000, 500_900, 598_999, 900_000]  # tags 100k, 300k, RT 500k
 AC_ADC = [80, 80, 80, 80, 10]  # the pulse at 900k is below threshold
 CRV_T = [196_000, 300_900, 894_999]  # tags 200k, 300k; 895k misses 900k by 1 ns
 REACTOR_OFF_AT = 700_000
-EXPECTED_EVENTS = {"all": 6, "ac": 2, "crv": 2, "candidate": 3, "rt": 2}
+EXPECTED_EVENTS = {"all": 6, "ac": 2, "crv": 2, "candidate": 3, "rt": 2, "uncovered": 0}
 
 
 def pulses(t, adc=1000, flags=0) -> np.ndarray:
@@ -79,7 +79,7 @@ def run_batches() -> dict[Stream, list[Batch]]:
 
 def malformed_messages() -> list[list[bytes]]:
     def header(stream: int, n: int) -> bytes:
-        return HEADER.pack(MAGIC, VERSION, KIND_DATA, stream, RUN, n, 99, 0, 0, 0, 0)
+        return HEADER.pack(MAGIC, VERSION, KIND_DATA, stream, 0, 0, RUN, n, 99, 0, 0, 0, 0, 0)
 
     three = pulses([1, 2, 3]).tobytes()
     return [
@@ -200,10 +200,13 @@ def test_a_synthetic_run_through_the_builder_process(system):
     assert summary["pulses"] == {"hpge": len(GE_T), "acv": len(AC_T), "crv": len(CRV_T)}
     assert summary["lost"] == {"hpge": 0, "acv": 2, "crv": 1}
     assert summary["rejected_messages"] == len(malformed_messages())
-    assert summary["live_time_s"] == pytest.approx((T_STOP - DEAD_NS) / 1e9)
-    assert summary["live_time_s_by_reactor"]["on"] == pytest.approx(
-        (REACTOR_OFF_AT - DEAD_NS) / 1e9
-    )
+    # the run's edges are blind (the CRV window reaches 5 us before every veto's start, the AC
+    # and CRV windows 1 us past their stop); the HPGe dead time is a fraction of the covered
+    # time of its state: 1 us in the 650 us of the two batches ending while the reactor is on
+    covered_on, covered_off = REACTOR_OFF_AT - 5_000, T_STOP - REACTOR_OFF_AT - 1_000
+    live_on = covered_on - covered_on * DEAD_NS // 650_000
+    assert summary["live_time_s_by_reactor"] == {"on": live_on / 1e9, "off": covered_off / 1e9}
+    assert summary["exposure_uncovered_s"] == pytest.approx(6e-6)
     assert not summary["eor_timeout"]
     assert Path(summary["raw_file"]).exists()
 
@@ -224,7 +227,7 @@ def test_a_synthetic_run_through_the_builder_process(system):
         elapsed = dict(conn.execute(select(Exposure.reactor, Exposure.elapsed_ns)).all())
         rejected = conn.scalar(select(func.sum(StreamStat.rejected_messages)))
         raw_file = conn.scalar(select(Run.raw_file).where(Run.number == RUN))
-    assert counts == EXPECTED_EVENTS
+    assert counts | {"uncovered": 0} == EXPECTED_EVENTS  # no bins of an empty spectrum
     assert elapsed == {"on": REACTOR_OFF_AT, "off": T_STOP - REACTOR_OFF_AT}
     assert rejected == len(malformed_messages())
     assert raw_file == summary["raw_file"]

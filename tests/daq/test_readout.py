@@ -15,7 +15,7 @@ import pytest
 from process_bench import Bench, delivered_pulses, missing_runs, sent_frames, sim_faults, sim_truth
 
 from daq.core.config import Config
-from daq.core.records import FLAG_RT, Stream, stream_by_name
+from daq.core.records import FLAG_RT, Loss, Stream, stream_by_name
 from daq.formats.protocol import FRAME_END
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 
@@ -81,7 +81,7 @@ def check_batches_against_frames(batches: list[Batch], frames: list) -> None:
     """Batch by batch against the frames the device delivered: a batch holds exactly the
     pulses sent in [previous watermark, its watermark) and the dead time of the frames that
     end in (previous watermark, its watermark]; a batch dropped in the readout holds none,
-    counts them in ``dropped`` and has its whole span as dead time."""
+    counts them in ``dropped`` and declares its whole span a gap (Loss.OVERFLOW)."""
     assert all(f.delivered for f in frames)
     sent = delivered_pulses(frames)
     marks = np.array([f.watermark_ns for f in frames])
@@ -90,15 +90,27 @@ def check_batches_against_frames(batches: list[Batch], frames: list) -> None:
         lo, hi = np.searchsorted(sent["t_ns"], [prev.watermark_ns, batch.watermark_ns])
         if batch.dropped:
             assert len(batch.pulses) == 0 and batch.dropped == hi - lo
-            assert batch.dead_ns == batch.watermark_ns - prev.watermark_ns
+            assert (batch.gap, batch.covered_from_ns) == (Loss.OVERFLOW, batch.watermark_ns)
+            assert batch.dead_ns == 0
         else:
+            assert batch.gap == Loss.NONE
             assert batch.pulses.tobytes() == sent[lo:hi].tobytes()
             inside = (marks > prev.watermark_ns) & (marks <= batch.watermark_ns)
             assert batch.dead_ns == dead[inside].sum()
 
 
+def declared_gaps(batches: list[Batch], reason: Loss) -> int:
+    """The time (ns) the batches declare lost for one reason: from the previous batch's
+    watermark to the batch's covered_from_ns."""
+    return sum(
+        min(b.covered_from_ns, b.watermark_ns) - prev.watermark_ns
+        for prev, b in pairwise(batches)
+        if b.gap == reason
+    )
+
+
 def restart_gaps(frames: list, starts: list[int]) -> int:
-    """The dead time a readout counts for its restarts: from the last watermark it had (the
+    """The time a readout declares lost for its restarts: from the last watermark it had (the
     last frame delivered since the previous START, or that START) to each new START."""
     gaps = 0
     for before, start in pairwise(starts):
@@ -222,7 +234,8 @@ def test_backpressure_overflow_drops_are_counted_exactly(bench_factory):
     assert dropped > 1000 and ack["info"]["dropped"] == dropped  # far beyond the buffer
     assert len(got) + dropped == len(sent)
     check_batches_against_frames(batches, frames)
-    assert sum(b.dead_ns for b in batches) > sum(f.dead_ns for f in frames)
+    assert declared_gaps(batches, Loss.OVERFLOW) > 0
+    assert sum(b.dead_ns for b in batches if not b.dropped) < sum(f.dead_ns for f in frames)
 
 
 def test_lost_line_reconnects_and_counts_the_gap(bench_factory):
@@ -239,7 +252,8 @@ def test_lost_line_reconnects_and_counts_the_gap(bench_factory):
     assert received(batches).tobytes() == delivered_pulses(frames).tobytes()
     delivered_dead = sum(f.dead_ns for f in frames if f.delivered)
     gap = restart_gaps(frames, device.starts)
-    assert gap > 0 and sum(b.dead_ns for b in batches) == delivered_dead + gap
+    assert sum(b.dead_ns for b in batches) == delivered_dead
+    assert gap > 0 and declared_gaps(batches, Loss.RECONNECT) == gap
     assert ack["info"]["lost_frames"] == 0
     assert "lost" in bench.log() and "restarted" in bench.log()
 
@@ -258,7 +272,8 @@ def test_silent_device_is_restarted(bench_factory):
     assert received(batches).tobytes() == delivered_pulses(frames).tobytes()
     assert len(frames) > 5 and all(f.delivered for f in frames)
     gap = restart_gaps(frames, device.starts)
-    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in frames) + gap
+    assert sum(b.dead_ns for b in batches) == sum(f.dead_ns for f in frames)
+    assert gap > 0 and declared_gaps(batches, Loss.RECONNECT) == gap
     assert "silent for" in bench.log()
 
 
@@ -351,7 +366,7 @@ def test_crate_line_faults_are_counted(data_dir, crate_factory):
 
 def test_crate_disconnects_are_dead_time(data_dir, crate_factory):
     """The CRV line drops every 0.4 s of running: the readout reconnects and restarts each
-    time, and the pulses it missed match the dead time it reported."""
+    time, and the pulses it missed match the time it declared lost."""
     config = Config()
     rate = config.sim.crv_singles_hz = 20_000
     config.sim.faults.crv.disconnect_after_s = 0.4
@@ -361,6 +376,6 @@ def test_crate_disconnects_are_dead_time(data_dir, crate_factory):
     assert sim_faults(crate, "crv")["disconnects"] >= 2
     assert bench.log_text.count("restarted") >= 2
     assert set(got.tolist()) <= set(truth.tolist())
-    dead_s = sum(b.dead_ns for b in batches) / 1e9
+    dead_s = declared_gaps(batches, Loss.RECONNECT) / 1e9
     missed = len(truth) - len(got)
     assert missed > 0 and abs(missed - rate * dead_s) < 5 * np.sqrt(rate * dead_s) + 5
