@@ -51,15 +51,21 @@ def render(status: dict) -> None:
         f"power {_number(mon.get('power_MW'), '.0f')} MW  "
         f"dead {100 * mon.get('dead_fraction', 0):.2f}%"
     )
+    if mon.get("elapsed_s"):
+        console.print(
+            f"exposure {100 * mon.get('live_time_s', 0) / mon['elapsed_s']:.2f}% of the elapsed"
+            f" time ({mon.get('exposure_uncovered_s', 0):.3f} s uncovered: dead or blind)"
+        )
     if status.get("error"):
         console.print(f"[red]error: {status['error']}[/red]")
-    table = Table("stream", "pulses", "rate (Hz)", "lost")
+    table = Table("stream", "pulses", "rate (Hz)", "lost", "dead / blind (s)")
     for stream in DATA_STREAM_NAMES:
         table.add_row(
             stream,
             str(mon.get("pulses", {}).get(stream, 0)),
             f"{mon.get('rates_hz', {}).get(stream, 0):.1f}",
             str(mon.get("lost", {}).get(stream, 0)),
+            f"{mon.get('uncovered_s', {}).get(stream, 0):.3f}",
         )
     console.print(table)
     console.print("processes: " + ", ".join(status.get("processes", [])))
