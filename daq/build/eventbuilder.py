@@ -237,9 +237,15 @@ class EventBuilder:
             return "duplicate sequence number"
         if st.eor_seq is not None and batch.seq > st.eor_seq:
             return "after the end-of-run"
-        if batch.seq >= st.next_seq + self.max_pending and batch.seq != max(st.pending) + 1:
+        if batch.seq >= st.next_seq + self.max_pending and batch.seq != self._continues(st):
             return "sequence number beyond the pending window"
         return ""
+
+    @staticmethod
+    def _continues(st: _StreamState) -> int:
+        """The seq that continues what the stream holds: only a stream that keeps sending in
+        order slides its pending window past a gap (a lone far-future seq never does)."""
+        return max(st.pending, default=st.next_seq - 1) + 1
 
     def _implausible(self, batch: Batch) -> str:
         """Why a batch's content cannot be taken ("" if it can): its slot becomes a gap."""
@@ -588,7 +594,8 @@ class EventBuilder:
         reactor = self._streams.get(Stream.REACTOR)
         if reactor is not None and len(reactor.buffer()):
             reactor.keep_from(int(reading_index(reactor.buffer(), np.array([horizon]))[0]))
-        self._uncovered.forget_before(min(horizon, self._exposed_ns or horizon))
+        if self._exposed_ns is not None:
+            self._uncovered.forget_before(min(horizon, self._exposed_ns))
 
     # -- state --------------------------------------------------------------------------------
     @property

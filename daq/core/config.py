@@ -303,9 +303,10 @@ class BuilderSettings(_Section):
     )
     max_batch_pulses: Int = Field(
         262_144,
-        ge=1024,
+        ge=262_144,
         le=16_777_216,
-        description="pulses per batch above which a batch is refused (4 MB at the default)",
+        description="pulses per batch above which a batch is refused: at least twice the"
+        " largest batch a readout or a replay sends (131072), 4 MB at the default",
     )
     max_lead_s: Float = Field(
         86_400.0,

@@ -354,7 +354,7 @@ class BuilderProcess:
         self.pull = ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, recv_hwm)
         self.pull.setsockopt(zmq.LINGER, 0)
-        pass  # self.pull.setsockopt(zmq.MAXMSGSIZE, max_message_bytes(config.builder.max_batch_pulses))
+        self.pull.setsockopt(zmq.MAXMSGSIZE, max_message_bytes(config.builder.max_batch_pulses))
         self.pull_events = self.pull.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.pull.bind(config.endpoint("builder_data", data_dir))
         self.pub = ctx.socket(zmq.PUB)

@@ -31,6 +31,7 @@ class StreamStatus(BaseModel):
     rate_hz: float = 0.0
     pulses: int = 0
     lost: int = 0
+    uncovered_s: float = Field(0.0, description="dead (HPGe) or blind (veto) time this run (s)")
 
 
 class AlarmOut(BaseModel):

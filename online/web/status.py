@@ -57,6 +57,7 @@ def compose_status(
     rc = rc or {}
     mon = snapshot or {}
     rates, pulses, lost = mon.get("rates_hz", {}), mon.get("pulses", {}), mon.get("lost", {})
+    uncovered = mon.get("uncovered_s", {})
     power = mon.get("power_MW")
     if power is None:
         power = session.scalar(
@@ -81,6 +82,7 @@ def compose_status(
                 rate_hz=float(rates.get(s, 0.0)),
                 pulses=int(pulses.get(s, 0)),
                 lost=int(lost.get(s, 0)),
+                uncovered_s=float(uncovered.get(s, 0.0)),
             )
             for s in DATA_STREAM_NAMES
         ],

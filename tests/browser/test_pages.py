@@ -7,6 +7,7 @@ trends and run quality pages. Screenshots go to test-output/browser/.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -46,6 +47,7 @@ def test_overview_shows_the_running_system_and_updates_within_2s(live_system, pa
         rate = sorted(shown[stream])[1]
         assert 0.8 * true_hz < rate < 1.25 * true_hz, (stream, shown[stream])
     expect(page.locator("#lost-hpge")).to_have_text("0")
+    expect(page.locator("#uncovered-hpge")).to_have_text(re.compile(r"^0(\.0+)?$"))  # dead s
     expect(page.locator("#alarm-list")).to_contain_text("free disk space")
     elapsed = page.locator("#elapsed").text_content()
     page.wait_for_function(

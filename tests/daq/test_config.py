@@ -115,6 +115,11 @@ BAD = [
     ("[builder]\nac_threshold_adc = -5\n", "builder.ac_threshold_adc"),
     ("[builder]\ncrv_threshold_adc = 4294967296\n", "builder.crv_threshold_adc"),
     ("[builder]\ncommit_interval_s = 0\n", "builder.commit_interval_s"),
+    ("[builder]\nraw_fsync_interval_s = -1.0\n", "builder.raw_fsync_interval_s"),
+    ("[builder]\nmax_batch_pulses = 1000\n", "builder.max_batch_pulses"),  # below a readout's
+    ("[builder]\nmax_batch_pulses = 300000.5\n", "builder.max_batch_pulses"),  # a fraction
+    ("[builder]\nmax_lead_s = 10.0\n", "builder.max_lead_s"),
+    ("[builder]\ndrain_timeout_s = 0\n", "builder.drain_timeout_s"),
     # -- sim: min <= max, rates, resolution, gain, continuum, reactor schedule
     ("[sim]\ncrv_lag_min_ns = 100.0\n", "sim.crv_lag_min_ns"),
     ("[sim]\ncrv_lag_min_ns = 90.0\ncrv_lag_max_ns = 10.0\n", "sim.crv_lag_max_ns"),

@@ -12,11 +12,14 @@ from daq.core.records import (
     FLAG_REACTOR_ON,
     FLAG_RT,
     PULSE_DTYPE,
+    STREAM_NAMES,
     TAG_AC,
     TAG_CRV,
     TAG_REACTOR_ON,
     TAG_RT,
+    TAG_UNCOVERED,
     Category,
+    Loss,
     Stream,
 )
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
@@ -438,3 +441,170 @@ def test_simulated_partners_are_tagged_and_accidentals_match_random_triggers():
         assert abs(p_plain - p_rt) < 4 * sigma, (bit, p_plain, p_rt, sigma)
         # and both near 1 - exp(-R w) from the veto singles alone (partners add a little)
         assert p_rt > 1 - np.exp(-singles_hz * window_ns * 1e-9) - 4 * sigma
+
+
+# --- coverage: losses become dead and blind time -----------------------------------------------
+
+
+def veto_blind(data, stream, lo, hi, config) -> np.ndarray:
+    """HPGe pulses whose window for ``stream`` reaches into [lo, hi), by plain numpy."""
+    b = config.builder
+    before, after = {
+        Stream.ACV: (b.ac_window_ns, b.ac_window_ns),
+        Stream.CRV: (b.crv_pre_ns, b.crv_post_ns),
+    }[stream]
+    t = data[Stream.HPGE]["t_ns"]
+    return (t + after >= lo) & (t - before < hi)
+
+
+def edges_blind(data, config) -> np.ndarray:
+    """HPGe pulses near the run's start or stop, where a window reaches outside every veto's
+    covered time."""
+    t = data[Stream.HPGE]["t_ns"]
+    b = config.builder
+    return (t < max(b.ac_window_ns, b.crv_pre_ns)) | (
+        t >= T_END - max(b.ac_window_ns, b.crv_post_ns)
+    )
+
+
+def with_gap(batches, stream, seq, reason, covered_from):
+    """The batches with one batch of a stream declaring a gap up to covered_from."""
+    out = []
+    for b in batches:
+        if b.stream == stream and b.seq == seq:
+            b = Batch(
+                b.kind,
+                b.stream,
+                b.run,
+                b.seq,
+                b.watermark_ns,
+                b.pulses,
+                b.dead_ns,
+                b.dropped,
+                b.lost_frames,
+                int(reason),
+                covered_from,
+            )
+        out.append(b)
+    return out
+
+
+@pytest.mark.parametrize("stream", [Stream.HPGE, Stream.ACV, Stream.CRV])
+def test_a_declared_gap_is_uncovered_time_and_its_events_fill_no_rate(stream):
+    config = small_config()
+    data, batches = random_run(seed=21)
+    wm = {b.seq: b.watermark_ns for b in batches if b.stream == stream}
+    lo, hi = wm[6], wm[7] - (wm[7] - wm[6]) // 3  # seq 7 covers only its last third
+    total, events, eb = build(config, with_gap(batches, stream, 7, Loss.LINE, hi))
+    t = data[Stream.HPGE]["t_ns"]
+    if stream == Stream.HPGE:
+        inside = (t >= lo) & (t < hi)
+        blinded = hi - lo
+    else:
+        inside = veto_blind(data, stream, lo, hi, config)
+        w = config.builder
+        reach = (
+            (w.ac_window_ns, w.ac_window_ns)
+            if stream == Stream.ACV
+            else (w.crv_post_ns, w.crv_pre_ns)
+        )
+        blinded = hi - lo + sum(reach)
+    inside |= edges_blind(data, config)
+    uncovered = (events["tags"] & TAG_UNCOVERED) != 0
+    np.testing.assert_array_equal(uncovered, inside[np.argsort(t, kind="stable")])
+    s = eb.summary
+    assert s["events"]["uncovered"] == np.count_nonzero(inside)
+    assert s["uncovered_ns"][STREAM_NAMES[stream]] == hi - lo
+    assert s["gaps_ns"][STREAM_NAMES[stream]]["line"] == hi - lo
+    ref, _, ref_eb = build(config, batches)
+    extra = sum(s["exposure_uncovered_ns"].values()) - sum(
+        ref_eb.summary["exposure_uncovered_ns"].values()
+    )
+    assert extra == blinded  # the gap lies well inside the run: its whole reach is removed
+    assert total.hist[:, Category.UNCOVERED].sum() == np.count_nonzero(inside)
+    # the covered events are tagged exactly as without the gap
+    covered = ~uncovered
+    ref_tags = build(config, batches)[1]["tags"]
+    np.testing.assert_array_equal(events["tags"][covered], ref_tags[covered])
+    assert [g.reason for g in total.gaps if g.stream == STREAM_NAMES[stream]].count(Loss.LINE) == 1
+
+
+def test_gaps_and_exposure_do_not_depend_on_arrival_order():
+    config = small_config()
+    _, batches = random_run(seed=22)
+    wm = {b.seq: b.watermark_ns for b in batches if b.stream == Stream.ACV}
+    batches = with_gap(batches, Stream.ACV, 5, Loss.RECONNECT, (wm[4] + wm[5]) // 2)
+    batches = [b for b in batches if not (b.stream == Stream.CRV and b.seq == 9)]
+    ref, ref_events, _ = build(config, batches)
+    assert ref.exposure["on"].uncovered_ns + ref.exposure["off"].uncovered_ns > 0
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        shuffled = [batches[i] for i in rng.permutation(len(batches))]
+        total, events, _ = build(config, shuffled, advance_every=int(rng.integers(1, 6)))
+        assert_same(total, events, ref, ref_events)
+        assert sorted(map(astuple_gap, total.gaps)) == sorted(map(astuple_gap, ref.gaps))
+
+
+def astuple_gap(gap):
+    return (gap.stream, int(gap.reason), gap.start_ns, gap.end_ns)
+
+
+def forged(stream, seq, watermark_ns, pulses_=None) -> Batch:
+    return Batch(
+        KIND_DATA,
+        int(stream),
+        RUN,
+        seq,
+        watermark_ns,
+        pulses([])[:0] if pulses_ is None else pulses_,
+    )
+
+
+@pytest.mark.parametrize(
+    "batch, slot",
+    [
+        (forged(Stream.ACV, 4, 2**61), True),  # a watermark far in the future
+        (forged(Stream.ACV, 4, 1_000, pulses([2**61])), True),  # a pulse after its watermark
+        (forged(Stream.ACV, 4 + 400, 2**61), False),  # a future seq: held, refused when due
+        (forged(Stream.ACV, 10**6, 2**61), False),  # beyond the pending window: no slot
+    ],
+)
+def test_a_forged_batch_never_disables_a_veto(batch, slot):
+    """A forged AC message takes at most the slot it claims: the veto goes on tagging."""
+    config = small_config()
+    config.builder.max_lead_s = 1000.0
+    data, batches = random_run(seed=23, n_batches=25)
+    ref, ref_events, _ = build(config, batches)
+    genuine = [b for b in batches if not (b.stream == Stream.ACV and b.seq == batch.seq)]
+    arrived = [*genuine[:10], batch, *genuine[10:]]  # early, with the first batches
+    _, events, eb = build(config, arrived)
+    s = eb.summary
+    assert s["rejected_messages"] >= 1
+    assert any("acv" in reason for reason in s["rejections"])
+    covered = (events["tags"] & TAG_UNCOVERED) == 0
+    np.testing.assert_array_equal(events["tags"][covered], ref_events["tags"][covered])
+    lost = s["uncovered_ns"]["acv"]
+    if slot:  # the forged batch took a genuine one's slot: blind up to the next good watermark
+        wm = {b.seq: b.watermark_ns for b in batches if b.stream == Stream.ACV}
+        assert lost == wm[batch.seq + 1] - wm[batch.seq - 1]
+    else:
+        assert lost == 0
+    assert np.count_nonzero(covered) > 0.9 * len(covered)
+
+
+def test_oversized_batches_are_refused_and_their_slot_is_a_gap():
+    config = small_config()
+    config.builder.max_batch_pulses = 1024
+    rng = np.random.default_rng(2)
+    t = np.sort(rng.integers(10_000, 20_000, 2000))
+    batches = [
+        *stream_batches(Stream.HPGE, pulses([15_000, 40_000]), 0, 50_000, [20_000, 30_000]),
+        *stream_batches(Stream.ACV, pulses(t), 0, 50_000, [20_000, 30_000]),
+        *stream_batches(Stream.CRV, pulses([])[:0], 0, 50_000, [20_000, 30_000]),
+    ]
+    _, events, eb = build(config, batches, streams=(0, 1, 2), reactor_on=False)
+    s = eb.summary
+    assert s["rejections"] == {"acv: more pulses than builder.max_batch_pulses": 1}
+    assert s["gaps_ns"]["acv"]["rejected"] == 30_000  # up to the next good batch's watermark
+    assert events["tags"].tolist()[0] & TAG_UNCOVERED  # 15 us: blind
+    assert not events["tags"].tolist()[1] & TAG_UNCOVERED  # 40 us: covered

@@ -31,7 +31,8 @@
         el("td", {}, s.name),
         el("td", { class: "num", id: `rate-${s.name}` }, num(s.rate_hz, 1)),
         el("td", { class: "num", id: `pulses-${s.name}` }, s.pulses.toLocaleString("en-US")),
-        el("td", { class: `num${s.lost ? " error-text" : ""}`, id: `lost-${s.name}` }, s.lost))));
+        el("td", { class: `num${s.lost ? " error-text" : ""}`, id: `lost-${s.name}` }, s.lost),
+        el("td", { class: "num", id: `uncovered-${s.name}` }, num(s.uncovered_s, 3)))));
     const events = Object.entries(st.events).map(([k, v]) => `${k} ${v}`).join(" · ");
     document.getElementById("events").textContent = events || "–";
     document.getElementById("alarm-list").replaceChildren(
