@@ -199,7 +199,7 @@ def test_valid_messages_decode_to_their_batch(batch, kind):
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), batch=batches(), kind=received_as)
 def test_mutated_messages_raise_only_wire_errors_or_reencode(data, batch, kind):
     parts = data.draw(mutated(message_of(batch)))
