@@ -1,5 +1,6 @@
-"""The builder's defences through real processes (nudaq up --sim): a flood of junk messages
-and a message far over the size limit, each during a run of the real readouts."""
+"""The builder's defences through real processes (nudaq up --sim): a flood of junk messages,
+a message far over the size limit and a forged future message, each during a run of the real
+readouts."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from daq.core.config import Config
 from daq.core.records import DATA_STREAM_NAMES as READOUTS
 from daq.core.records import PULSE_DTYPE, Stream
+from daq.formats.rawfile import RawReader
 from daq.formats.wire import HEADER, KIND_DATA, Batch, send_batch
 from daq.processes.builder import max_message_bytes
 from daq.store.models import Run, StreamStat
@@ -267,4 +269,55 @@ def test_a_512_MB_message_is_refused_unallocated_and_the_run_ends_normally(syste
     assert summary["rejected_messages"] == rejected_before  # never received, so never decoded
     for name in READOUTS:
         assert summary["pulses"][name] >= later["pulses"][name] > after[name]
+    assert system.builder.is_running(), system.console_tail()
+
+
+FORGED_AHEAD = 400
+"""How far ahead of the AC stream the forged message's seq is (batches; within the pending
+window, so the builder holds it until its turn)."""
+
+
+def last_seq(raw_file: Path, stream: Stream) -> int:
+    """The highest seq of a stream in a raw pulses file still being written."""
+    reader = RawReader(raw_file)
+    return max(b.seq for b in reader.iter_batches() if b.stream == stream)
+
+
+def test_a_forged_future_message_leaves_the_veto_working(system):
+    """An AC message with seq +400 and a watermark of 2^61 takes one batch's slot as blind
+    time when its turn comes, and the AC veto goes on tagging (it used to reject every genuine
+    batch after it as behind, and the candidates grew fourfold)."""
+    start = system.running_run()
+    run = start["run"]
+    raw_file = system.data_dir / "raw" / f"run{run:06d}.pulses.arrow"
+    system.snapshot(lambda s: s["events"]["ac"] > 0, 30, "AC-tagged events")
+    seq = last_seq(raw_file, Stream.ACV) + FORGED_AHEAD
+    before = system.snapshot(lambda s: True, 10, "a snapshot")
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(Config().endpoint("builder_data", system.data_dir))
+    send_batch(push, Batch(KIND_DATA, int(Stream.ACV), run, seq, 2**61, np.zeros(0, PULSE_DTYPE)))
+    push.close()
+    # the genuine AC stream reaches the forged seq (20 batches per wall second); from then on
+    # the old builder took no AC batch: no AC pulse was built and no event AC-tagged again
+    due = system.snapshot(
+        lambda s: last_seq(raw_file, Stream.ACV) > seq + 5, 90, "the AC stream past the forgery"
+    )
+    later = system.snapshot(
+        lambda s: (
+            s["pulses"]["acv"] > due["pulses"]["acv"] and s["events"]["ac"] > due["events"]["ac"]
+        ),
+        60,
+        "AC pulses built and events AC-tagged after the forged seq",
+    )
+    summary = system.stop_run()
+    print(
+        f"forged future AC message: AC-tagged events {before['events']['ac']} when sent,"
+        f" {due['events']['ac']} when due, {summary['events']['ac']} at the end of the run"
+    )
+    assert summary["run"] == run
+    reason = "acv: watermark ahead of the stream's by more than builder.max_lead_s"
+    assert summary["rejections"].get(reason) == 1, summary["rejections"]
+    assert 0 < summary["gaps_s"]["acv"]["rejected"] < 1.0  # one batch's slot, a fraction of 1 s
+    assert summary["pulses"]["acv"] >= later["pulses"]["acv"] > due["pulses"]["acv"]
     assert system.builder.is_running(), system.console_tail()
