@@ -1,13 +1,18 @@
 """Efficiencies measured with random triggers: the DAQ live fraction and accidental vetoes.
 
 The random-trigger (RT) events that the ADC injects at a known rate give:
-    live fraction     f = RT recorded / RT expected (rate x elapsed time), Poisson error
+    live fraction     f = RT recorded / RT expected (rate x covered time), Poisson error
                       sqrt(RT recorded) / RT expected (the injected number is itself Poisson,
                       so f may exceed 1 by a fluctuation),
     accidental veto   P_ac = RT with AC tag / RT recorded, P_crv likewise, P_any for either,
                       each with a binomial error.
 The efficiency-corrected candidate spectrum is raw / ((1 - P_any) f), and the exposure the
-fit sees is (mass x elapsed) f (1 - P_any).
+fit sees is (mass x covered time) f (1 - P_any).
+
+Covered time is the elapsed time minus HPGe dead time and veto blind time (daq.build.coverage):
+random triggers inside it are not recorded as RT events (they fill the "uncovered" spectrum),
+so f measures the ADC's own live fraction in covered time and P_* the accidental vetoes of
+covered random triggers. A loss is taken out once, as uncovered time, never again through f.
 """
 
 from __future__ import annotations
@@ -65,14 +70,14 @@ def efficiencies(
 ) -> Efficiencies:
     """Live fraction and accidental veto probabilities from RT counts (binomial errors).
 
-    ``rt_expected``: random triggers injected (sum of rate x elapsed time over the runs);
+    ``rt_expected``: random triggers injected (sum of rate x covered time over the runs);
     ``rt_events``: RT events recorded, ``rt_ac``/``rt_crv``/``rt_any``: of which tagged by
     the AC veto, the CRV, either. ``what`` names the data in error messages.
     """
     if rt_expected <= 0:
         raise AnalysisError(
             f"{what}: no random triggers were injected (frontends.hpge.rt_rate_hz = 0 or no "
-            "elapsed time), so the live fraction and accidental vetoes cannot be measured"
+            "covered time), so the live fraction and accidental vetoes cannot be measured"
         )
     if rt_events <= 0:
         raise AnalysisError(

@@ -2,8 +2,9 @@
 
 Turns the per-run spectra, exposures and configuration snapshots into the two
 ``online.analysis.SpectrumInput`` (reactor ON and OFF) that ``analyse`` takes:
-candidate spectra summed by the database (``daq.store.spectra``), exposure = mass x elapsed
-time per run (``detector.mass_kg``), random triggers injected = rate x elapsed time per run
+candidate spectra summed by the database (``daq.store.spectra``), exposure = mass x covered
+time per run (``detector.mass_kg``; covered = elapsed minus dead and blind time,
+daq.build.coverage), random triggers injected = rate x covered time per run
 (``frontends.hpge.rt_rate_hz``), and the ON thermal power as the exposure-weighted mean of
 the recorded reactor intervals. A handful of aggregate queries, whatever the number of runs.
 """
@@ -124,7 +125,7 @@ def state_inputs(session: Session, runs: Sequence[Run], tag: str = "") -> dict[s
         select(
             Exposure.run_id,
             Exposure.reactor,
-            Exposure.elapsed_ns,
+            Exposure.elapsed_ns - Exposure.uncovered_ns,
             Exposure.rt_events,
             Exposure.rt_ac,
             Exposure.rt_crv,
