@@ -547,7 +547,9 @@ class ListModeDevice(TextDevice):
         """Send the frames that are due at wall time wall_s (monotonic s)."""
         if not self.running:
             return
-        running_s = (self.clock.now_ns() - self._t_start) * 1e-9
+        # data time streamed since START (the generated clock, which lags the wall clock when
+        # the generator falls behind: a lag must not count as running)
+        running_s = (self.clock.t_generated_ns - self._t_start) * 1e-9
         if self.faults.disconnect_due(running_s):
             log.info("%s: injected disconnect after %.3g s running", self.name, running_s)
             self.faults.counts.disconnects += 1
