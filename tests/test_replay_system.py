@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,8 +15,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from daq.core.config import Config
+from daq.core.errors import RawFileError
 from daq.core.records import FLAG_RT, Stream
-from daq.formats.rawfile import RawReader
+from daq.formats.rawfile import RawReader, RawWriter, raw_path
 
 pytestmark = pytest.mark.slow
 NUDAQ = [sys.executable, "-m", "daq.cli"]
@@ -158,6 +160,7 @@ def test_replay_into_a_fresh_database_is_bit_identical(live, work):
     assert result["events"] == summary["events"]
     assert result["lost"] == summary["lost"]
     assert result["intact"] and result["pulses_per_s"] > 0 and result["wall_s"] > 0
+    assert result["sha256_verified"] is False  # this database holds no digest of the file
     assert 0 < result["stream_s"] <= result["wall_s"]
     assert 0 < result["built_s"] <= result["wall_s"]  # the final commit comes after the build
     original = stored(data_dir / "nudaq.sqlite")
@@ -291,3 +294,113 @@ def test_a_file_that_is_not_a_raw_file_is_a_clear_error(work):
     out = replay(str(path), "--db", f"sqlite:///{work / 'x.sqlite'}", work=work)
     assert out.returncode == 2
     assert "not a nudaq raw file" in out.stderr and "Traceback" not in out.stderr
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    """The one line a refused replay prints on stderr."""
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("nudaq replay: error: ")
+    return lines[0]
+
+
+def test_a_flipped_bit_in_the_recorded_config_is_refused_in_one_line(live, work):
+    _, _, raw_file = live
+    data = bytearray(raw_file.read_bytes())
+    needle = b'"ac_window_ns":1000,'
+    assert data.count(needle) == 1
+    data[data.index(needle) + len(b'"ac_window_ns":')] ^= ord("1") ^ ord("9")  # 1000 -> 9000
+    path = work / "flipped.pulses.arrow"
+    path.write_bytes(bytes(data))
+    out = replay(str(path), "--db", f"sqlite:///{work / 'x.sqlite'}", "--json", work=work)
+    assert out.returncode == 1 and out.stdout == ""
+    line = one_line_error(out)
+    assert str(path) in line and "damaged header" in line and "checksum" in line
+
+
+def batch_tuples(path: Path) -> list[tuple]:
+    """Everything a reader gives of a file: each batch's header and pulses, and its damage."""
+    reader = RawReader(path)
+    batches = [
+        (b.kind, b.stream, b.run, b.seq, b.watermark_ns, b.dead_ns, b.pulses.tobytes())
+        for b in reader.iter_batches()
+    ]
+    return [*batches, reader.damage]
+
+
+def test_random_bit_flips_in_the_header_are_refused_or_replay_identically(live, work):
+    data_dir, _, raw_file = live
+    original = raw_file.read_bytes()
+    reference = batch_tuples(raw_file)
+    header_end = RawReader(raw_file)._data_start
+    rng = np.random.default_rng(2024)
+    flipped = work / "flip.pulses.arrow"
+    refused: dict[str, bytes] = {}
+    harmless: list[bytes] = []
+    for at, bit in zip(rng.integers(0, header_end, 300), rng.integers(0, 8, 300), strict=True):
+        data = bytearray(original)
+        data[at] ^= 1 << bit
+        flipped.write_bytes(bytes(data))
+        try:
+            got = batch_tuples(flipped)
+        except RawFileError as err:  # RawHeaderError or another: a clear message, no crash
+            message = str(err)
+            assert str(flipped) in message and "\n" not in message, message
+            refused.setdefault(type(err).__name__, bytes(data))
+            continue
+        assert got == reference, f"bit {bit} of byte {at}: read differently, not refused"
+        harmless.append(bytes(data))
+    assert "RawHeaderError" in refused and len(harmless) < 100
+    for name, data in refused.items():  # through the command: one line, no traceback
+        flipped.write_bytes(data)
+        out = replay(str(flipped), "--db", f"sqlite:///{work / 'refused.sqlite'}", work=work)
+        assert out.returncode == (1 if name == "RawHeaderError" else 2)
+        one_line_error(out)
+    original_results = stored(data_dir / "nudaq.sqlite")
+    for i, data in enumerate(harmless[:2]):  # a flip that reads identically replays identically
+        flipped.write_bytes(data)
+        db = work / f"harmless{i}.sqlite"
+        out = replay(str(flipped), "--db", f"sqlite:///{db}", "--json", work=work)
+        assert out.returncode == 0, out.stderr
+        assert stored(db) == original_results
+
+
+def altered_copy(raw_file: Path, work: Path) -> Path:
+    """The recording with one pulse's ADC value changed, rewritten by the raw writer: every
+    checksum of the file holds (intact), but it is not the file the run recorded."""
+    reader = RawReader(raw_file)
+    batches = list(reader.iter_batches())
+    target = next(b for b in batches if b.stream == Stream.HPGE and len(b.pulses))
+    target.pulses["adc"][0] += 1
+    prefix = work / "altered" / "run000001"
+    with RawWriter(prefix, reader.run, reader.config_json) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return raw_path(prefix, "pulses")
+
+
+def test_replay_verifies_the_digest_the_database_holds(live, work):
+    data_dir, summary, raw_file = live
+    db = data_dir / "nudaq.sqlite"
+    url = f"sqlite:///{db}"
+    out = replay(str(raw_file), "--db", url, "--tag", "proven", "--json", work=work)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["intact"] and result["sha256_verified"] is True
+    assert result["events"] == summary["events"]
+
+    altered = altered_copy(raw_file, work)
+    assert RawReader(altered).damage is None
+    out = replay(str(altered), "--db", url, "--tag", "altered", "--json", work=work)
+    assert out.returncode == 1 and out.stdout == ""
+    line = one_line_error(out)
+    recorded = hashlib.sha256(raw_file.read_bytes()).hexdigest()
+    assert str(altered) in line and "SHA-256" in line
+    assert recorded in line and hashlib.sha256(altered.read_bytes()).hexdigest() in line
+    assert all(not rows for rows in stored(db, "altered").values())  # nothing stored of it
+
+    damaged = damaged_copy(raw_file, work, "corrupted")
+    out = replay(str(damaged), "--db", url, "--tag", "damaged", "--json", work=work)
+    assert out.returncode == 1, out.stderr
+    result = json.loads(out.stdout)
+    assert not result["intact"] and result["sha256_verified"] is False

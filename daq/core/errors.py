@@ -21,6 +21,16 @@ class RawFileError(NudaqError):
     """A raw run file cannot be read; the message names the file and the offset."""
 
 
+class RawHeaderError(RawFileError):
+    """A raw file's schema metadata (run, configuration, version) is damaged or inconsistent:
+    its checksum fails or is missing, or the recorded configuration is not a valid one."""
+
+
+class RawDigestError(RawFileError):
+    """An intact raw file's SHA-256 differs from the one the database recorded for it: the
+    file was altered after it was written, or is not the recording the database knows."""
+
+
 class RunControlError(NudaqError):
     """Run control refused a transition or a process of the system failed."""
 

@@ -14,6 +14,10 @@ builder_peak_rss_mb            the same for a replay a tenth as long (flat memor
 live_max_zero_loss_pulses...   the issue's target, 300 000 pulses/s (not with --quick)
 long_exposure_s                the issue's targets: generating 4712 h ON + 1250 h OFF in a
                                few minutes, their analysis in seconds (not with --quick)
+raw_write_ms_per_s (fsync)     the same without fsync: the raw writer's time per second of
+                               300 000 pulses/s, paced, with builder.raw_fsync_interval_s
+                               (hardware_sim.bench.fsync); also the slowest tick of each, and
+                               the fsyncs' own time in their background thread
 =============================  ===========================================================
 """
 
@@ -26,9 +30,11 @@ import tempfile
 from pathlib import Path
 
 from daq.core.errors import NudaqError
-from hardware_sim.bench import live, long_exposure, replay_bench, tagging, zmq_ceiling
+from hardware_sim.bench import fsync, live, long_exposure, replay_bench, tagging, zmq_ceiling
 
 LIVE_TARGET = 300_000
+FSYNC_SECONDS = {True: 3, False: 10}
+"""Seconds of data per round of the fsync comparison (two rounds each), quick or not."""
 BASELINE_PACKAGES = ("pandas",)
 """What the baselines need beyond nudaq's own dependencies (the ``bench`` extra)."""
 
@@ -82,6 +88,8 @@ def run_benchmarks(quick: bool = False, log=_log) -> dict:
     out["builder_peak_rss_mb"] = big["builder_peak_rss_mb"]
     out["builder_peak_rss_mb_tenth"] = short["builder_peak_rss_mb"]
     out["replay_tenth_pulses"] = sum(short["pulses"].values())
+    log(f"raw writing at {fsync.RATE_PULSES_PER_S:,} pulses/s, paced, with and without fsync ...")
+    out |= fsync.compare(FSYNC_SECONDS[quick])
     if not quick:
         log("live: nudaq up --sim at rising speeds ...")
         result = live.live_max_zero_loss(log=log)
@@ -144,6 +152,8 @@ def print_table(r: dict) -> None:
         rss.append((label, r["builder_peak_rss_mb_long"]))
     for label, mb in rss:
         table.add_row(label, f"{mb:.0f}", rss_baseline, f"{mb / tenth:.2f}")
+    if "raw_write_ms_per_s" in r:
+        _fsync_rows(table, r)
     if "live_max_zero_loss_pulses_per_s" in r:
         live_rate = r["live_max_zero_loss_pulses_per_s"]
         table.add_row(
@@ -169,3 +179,22 @@ def print_table(r: dict) -> None:
             f"{times['analysis'] / long_exposure.ANALYSIS_TARGET_S:.2f}",
         )
     Console().print(table)
+
+
+def _fsync_rows(table, r: dict) -> None:
+    """The raw writer's cost with the fsync policy, beside the same writing without fsync."""
+    rate = f"{r['raw_write_pulses_per_s']:,} pulses/s"
+    policy = f"fsync every {r['raw_fsync_interval_s']:g} s"
+    for label, key in (
+        (f"raw writing, {rate} paced, {policy} (ms per s of data)", "raw_write_ms_per_s"),
+        ("raw writing, slowest tick (ms)", "raw_write_worst_tick_ms"),
+    ):
+        value, base = r[key]["fsync"], r[key]["no_fsync"]
+        ratio = f"{value / base:.2f}" if base > 0 else ""
+        table.add_row(label, f"{value:.2f}", f"no fsync {base:.2f}", ratio)
+    table.add_row(
+        f"raw fsyncs in the background ({r['raw_fsyncs']}, ms per s of data)",
+        f"{r['raw_fsync_ms_per_s']:.2f}",
+        "",
+        "",
+    )

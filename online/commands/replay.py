@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 from daq.core.config import load_config
-from daq.core.errors import ConfigError
+from daq.core.errors import ConfigError, RawDigestError, RawHeaderError
 from daq.core.paths import data_dir as resolve_data_dir
 from daq.core.paths import db_url
 
 EXIT_DAMAGED = 1
 """Exit status when a file was damaged: replayed around the damage, damage recorded."""
+EXIT_UNPROVEN = 1
+"""Exit status when a file's header fails its checksum or an intact file's SHA-256 is not
+the one the database holds: nothing of it is replayed."""
 
 
 def register(subparsers) -> None:
@@ -24,7 +27,9 @@ def register(subparsers) -> None:
         "runs table) through the live builder into the database. Without --config/--tag the "
         "results are those of the live run, bit for bit; with a new configuration they go "
         "under a tag. Exit status: 0 done, 1 a file was damaged (everything intact was "
-        "replayed, the damage is recorded with the run), 2 error.",
+        "replayed, the damage is recorded with the run) or does not prove itself (its header "
+        "fails its checksum, or the database holds another SHA-256 for it: not replayed), "
+        "2 error.",
     )
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_RUN", help="raw pulses file or run")
     p.add_argument("--db", help="database URL (default: SQLite file in the data directory)")
@@ -116,6 +121,11 @@ def _print_table(results) -> None:
             f"{r.pulses_per_s / 1e6:.2f} M pulses/s; builder peak RSS "
             f"{r.builder_peak_rss_mb:.0f} MB"
         )
+        console.print(
+            "SHA-256 verified against the database"
+            if r.sha256_verified
+            else "SHA-256 not verified (the database holds none for this file, or it is damaged)"
+        )
         if r.scan:
             console.print(_scan_table(r))
 
@@ -166,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
     bar = _Bar() if sys.stderr.isatty() and not args.json else None
     try:
         results = replay(args.inputs, options, bar)
+    except (RawHeaderError, RawDigestError) as err:
+        if bar is not None:
+            bar.stop()
+        print(f"nudaq replay: error: {err}", file=sys.stderr)
+        return EXIT_UNPROVEN
     finally:
         if bar is not None:
             bar.stop()
