@@ -594,9 +594,8 @@ def test_a_forged_batch_never_disables_a_veto(batch, slot):
 
 def test_oversized_batches_are_refused_and_their_slot_is_a_gap():
     config = small_config()
-    config.builder.max_batch_pulses = 1024
     rng = np.random.default_rng(2)
-    t = np.sort(rng.integers(10_000, 20_000, 2000))
+    t = np.sort(rng.integers(10_000, 20_000, config.builder.max_batch_pulses + 1))
     batches = [
         *stream_batches(Stream.HPGE, pulses([15_000, 40_000]), 0, 50_000, [20_000, 30_000]),
         *stream_batches(Stream.ACV, pulses(t), 0, 50_000, [20_000, 30_000]),
