@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,9 @@ from daq.processes.common import setup_logging
 
 log = logging.getLogger("daq.up")
 STARTUP_TIMEOUT_S = 90.0
+STOP_MARGIN_S = 10.0
+"""What stopping the processes may take beyond the builder's wait for the end-of-run of every
+stream (``builder.drain_timeout_s``): closing the run, the simulator's last flush (wall s)."""
 
 
 def register(subparsers) -> None:
@@ -27,8 +31,8 @@ def register(subparsers) -> None:
         "up",
         help="start the whole system and take data",
         description="Start every nudaq process (simulated hardware with --sim), begin a run, "
-        "and show a live status line until Ctrl-C; with --duration take one run and print "
-        "its summary.",
+        "and show a live status line until Ctrl-C (or SIGTERM); with --duration take one run "
+        "and print its summary.",
     )
     p.add_argument("--sim", action="store_true", help="run on simulated hardware")
     add_system_options(p)
@@ -128,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     rc = RunControl(config, data_dir, engine)
     summary: dict | None = None
     code = 0
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     try:
         _start_processes(sup, config, data_dir, db_url, args.sim)
         rc.wait_for_processes(
@@ -143,18 +148,38 @@ def run(args: argparse.Namespace) -> int:
             rc.fail(str(err))
         code = 1
     except KeyboardInterrupt:
-        try:
-            if rc.machine.state.value == "running":
-                summary = rc.stop_run(sup.check)
-        except RunControlError as err:
-            print(f"nudaq up: error while stopping: {err}", file=sys.stderr)
-            code = 1
+        summary, code = _stop_on_signal(rc, sup)
     finally:
-        sup.stop_all()
+        sup.stop_all(config.builder.drain_timeout_s + STOP_MARGIN_S)
         rc.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if summary is not None and code == 0:
         _print_summary(summary, args.json)
     return code
+
+
+def _stop_on_signal(rc: RunControl, sup: Supervisor) -> tuple[dict | None, int]:
+    """After Ctrl-C or SIGTERM: end the open run through run control; (the run summary or
+    None, the exit status).
+
+    A second signal while the run ends cuts that short: the processes, stopped next, each end
+    the run themselves (sending and recording everything first, daq.processes), and the run
+    is marked failed because run control did not see it end.
+    """
+    if rc.machine.state.value == "running":
+        try:
+            return rc.stop_run(sup.check), 0
+        except RunControlError as err:
+            print(f"nudaq up: error while stopping: {err}", file=sys.stderr)
+            return None, 1
+        except KeyboardInterrupt:
+            pass
+    if rc.machine.state.value != "stopping":
+        return None, 0
+    reason = "stop interrupted by a second signal: each process ends the run itself as it stops"
+    print(f"nudaq up: {reason}", file=sys.stderr)
+    rc.fail(reason)
+    return None, 130
 
 
 def _loop(rc: RunControl, sup: Supervisor, config: Config, args) -> dict | None:

@@ -9,7 +9,10 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,26 @@ log = logging.getLogger(__name__)
 
 SERVICE_LAUNCHER = "daq.processes"
 """``python -m daq.processes SERVICE ARGS`` runs a registered service."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Ignored while the children stop (a second Ctrl-C must not orphan them)."""
+
+
+@contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM are ignored inside, their handlers restored after.
+
+    Only the main thread receives signals and may set their handlers; elsewhere this does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @dataclass
@@ -116,13 +139,16 @@ class Supervisor:
         """SIGTERM every child, SIGKILL what does not exit in time; the exit codes by name.
 
         The children marked ``stop_last`` are stopped once the others have exited, so no
-        readout sees its device vanish while it is still reading.
+        readout sees its device vanish while it is still reading. SIGINT and SIGTERM are
+        ignored meanwhile: a second Ctrl-C can neither orphan a child nor cut short what a
+        child does before it exits (ending an open run, sending its last batches).
         """
         self.stopping = True
         deadline = time.monotonic() + timeout_s
         codes: dict[str, int] = {}
-        for last in (False, True):
-            codes |= self._stop([c for c in self.children if c.stop_last == last], deadline)
+        with stop_signals_ignored():
+            for last in (False, True):
+                codes |= self._stop([c for c in self.children if c.stop_last == last], deadline)
         return codes
 
     @staticmethod

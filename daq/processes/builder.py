@@ -540,7 +540,8 @@ class BuilderProcess:
         """Close the open run with what has arrived; answer a pending end transition.
 
         ``at_exit``: the builder is exiting, so it first waits for the end-of-run of every
-        stream (_drain); the summary's ``eor_timeout`` says if that wait ran out.
+        stream (_drain); the summary's ``eor_timeout`` says if that wait ran out, its
+        ``no_eor`` which streams did not end.
         """
         eor_timeout = self._drain(at_exit) or eor_timeout
         self._read_pull_events()
@@ -555,12 +556,6 @@ class BuilderProcess:
             if pending is not None:
                 self.control.ack(pending[0], ok=False, error=str(err))
             return
-        if self.last_summary.get("no_eor"):
-            log.warning(
-                "run %d closed without the end-of-run of %s",
-                recorder.run,
-                ", ".join(self.last_summary["no_eor"]),
-            )
         if pending is not None:
             self.control.ack(pending[0], **self.last_summary)
 

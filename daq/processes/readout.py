@@ -48,7 +48,7 @@ from daq.formats.protocol import Frame
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
-from daq.processes.participant import EXIT_DEVICE_LOST, EXIT_DRAIN_S, RunParticipant, builder_links
+from daq.processes.participant import EXIT_DEVICE_LOST, RunParticipant, builder_links
 
 log = logging.getLogger("daq.processes.readout")  # also when run as __main__
 
@@ -103,8 +103,7 @@ class Readout(RunParticipant):
                 return 0
             self.outbox.flush()
         log.info("stop signal")
-        if self.run is not None:
-            self._end_run(EXIT_DRAIN_S)
+        self._leave()
         return 0
 
     # -- runs ---------------------------------------------------------------------------------
@@ -154,7 +153,10 @@ class Readout(RunParticipant):
         self.control.ack(transition, t_start_ns=t_start)
 
     def _end_run(self, drain_s: float) -> tuple[dict, str]:
-        """STOP the device, send the rest and EOR, wait for the builder to take it all."""
+        """STOP the device, send the rest and EOR, wait for the builder to take it all.
+
+        The log line "run N ended" gives the run's counts: ``pulses`` sent, ``dropped`` by
+        the full buffer, ``not_sent`` (still queued when drain_s ran out), lost frames."""
         error = ""
         end_watermark = self.watermark
         if self._lost_since is None:
@@ -177,9 +179,8 @@ class Readout(RunParticipant):
         run = self.run
         self.run = None
         self._lost_since = None
-        if not self.outbox.drain(drain_s):
-            error = f"the builder did not take {len(self.outbox.queue)} batches in {drain_s:g} s"
-            log.error("%s", error)
+        not_sent, drain_error = self._drain(drain_s)
+        error = "; ".join(e for e in (error, drain_error) if e)
         stats, begin = self.driver.stats, self._stats_at_begin
         info = {
             "pulses": self.outbox.sent_pulses - self._run_sent_at_begin,
@@ -188,7 +189,7 @@ class Readout(RunParticipant):
             "crc_errors": stats.crc_errors - begin.crc_errors,
             "skipped_bytes": stats.skipped_bytes - begin.skipped_bytes,
         }
-        log.info("run %d ended: %s", run, info)
+        log.info("run %d ended: %s", run, info | {"not_sent": not_sent})
         return info, error
 
     # -- data ---------------------------------------------------------------------------------

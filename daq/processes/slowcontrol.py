@@ -34,7 +34,7 @@ from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDrive
 from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
-from daq.processes.participant import EXIT_DEVICE_LOST, EXIT_DRAIN_S, RunParticipant, builder_links
+from daq.processes.participant import EXIT_DEVICE_LOST, RunParticipant, builder_links
 from daq.store.models import SlowControlReading, utcnow
 from daq.store.session import make_engine, session_scope, upgrade_database
 
@@ -99,8 +99,7 @@ class SlowControl(RunParticipant):
                     self._send(KIND_DATA, reading.t_ns + 1, reading)
             self.outbox.flush()
         log.info("stop signal")
-        if self.run is not None:
-            self._end_run(EXIT_DRAIN_S)
+        self._leave()
         return 0
 
     def read(self) -> Reading | None:
@@ -139,16 +138,16 @@ class SlowControl(RunParticipant):
         self.control.ack(transition, power_MW=reading.power_MW)
 
     def _end_run(self, drain_s: float) -> tuple[dict, str]:
-        error = ""
+        """One last reading, EOR, and a wait of up to drain_s (s) for the builder to take it
+        all. The log line "run N ended" gives the ``readings`` sent as REACTOR pulses and
+        how many of them were ``not_sent`` (still queued when drain_s ran out)."""
         reading = self.read()
         if reading is not None:
             self._send(KIND_DATA, reading.t_ns + 1, reading)
         self._send(KIND_EOR, self.last.t_ns + 1)
-        if not self.outbox.drain(drain_s):
-            error = f"the builder did not take {len(self.outbox.queue)} batches in {drain_s:g} s"
-            log.error("%s", error)
+        not_sent, error = self._drain(drain_s)
         info = {"readings": self.readings - self._readings_at_begin}
-        log.info("run %d ended: %s", self.run, info)
+        log.info("run %d ended: %s", self.run, info | {"not_sent": not_sent})
         self.run = None
         return info, error
 
