@@ -309,3 +309,54 @@ def test_sigterm_to_every_process_at_once_loses_nothing(data_dir):
     summary = closed_summary(data_dir)
     assert summary["no_eor"] == [] and not summary["eor_timeout"]
     assert run_state(data_dir) == "error"
+
+
+def coverage_gaps(data_dir: Path) -> list[tuple[str, str, int, int]]:
+    """Run 1's coverage gaps in SQL: (stream, reason, start ns, end ns)."""
+    engine = create_engine(f"sqlite:///{data_dir / 'nudaq.sqlite'}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT stream, reason, start_ns, end_ns FROM coverage_gaps JOIN runs"
+                " ON runs.id = coverage_gaps.run_id WHERE runs.number = 1 AND tag = ''"
+            )
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_a_stream_that_does_not_drain_in_time_is_blind_from_its_last_watermark(data_dir):
+    """The AC readout is frozen when the builder is told to exit: the builder waits
+    drain_timeout_s for the end-of-runs, then closes the run; the AC time after its last
+    watermark is blind (a not_ended gap up to the run's end), so HPGe events there fill no
+    candidate spectrum."""
+    config = base_config()
+    config.builder.drain_timeout_s = 3.0
+    up, children = start(data_dir, config)
+    time.sleep(RUN_S)
+    frozen, builder = child(children, "acv"), child(children, "builder")
+    frozen.suspend()
+    time.sleep(1.0)  # the other streams run on past the AC stream's last batch
+    t0 = time.monotonic()
+    builder.terminate()
+    builder.wait(30)
+    waited_s = time.monotonic() - t0
+    summary = closed_summary(data_dir)
+    raw = recorded(data_dir)
+    gaps = [g for g in coverage_gaps(data_dir) if g[:2] == ("acv", "not_ended")]
+    print(json.dumps({"gaps_s": summary["gaps_s"], "acv_not_ended": gaps, "waited_s": waited_s}))
+    # nobody else got an end transition either: every stream ends at its last watermark, and
+    # the run at the latest of them (the HPGe stream's own missing end is dead time)
+    assert summary["eor_timeout"] and "acv" in summary["no_eor"]
+    assert config.builder.drain_timeout_s <= waited_s < config.builder.drain_timeout_s + 10
+    assert raw["acv"]["eor"] is None
+    last = {}
+    for b in RawReader(data_dir / "raw" / "run000001.pulses.arrow").iter_batches():
+        last[b.stream] = max(last.get(b.stream, b.watermark_ns), b.watermark_ns)
+    last_ac, hpge_stop = last[Stream.ACV], max(last[s] for s in (0, 1, 2))
+    assert gaps == [("acv", "not_ended", last_ac, hpge_stop)]
+    blind_s = (hpge_stop - last_ac) / 1e9
+    assert blind_s > 0.5 * SPEED  # at least the frozen wall second, in DAQ time
+    assert summary["gaps_s"]["acv"]["not_ended"] == pytest.approx(blind_s)
+    assert summary["exposure_uncovered_s"] >= blind_s
+    frozen.resume()
