@@ -22,22 +22,25 @@ def test_missing_baseline_package_is_one_line_naming_the_extra(monkeypatch, caps
     assert "pandas" in err and ".[bench]" in err
 
 
+QUICK = {  # the figures of a quick run (made up here)
+    "zmq_ceiling_pulses_per_s": 200e6,
+    "zmq_ceiling_tcp_pulses_per_s": 250e6,
+    "kernel_pulses_per_s": {"stress": 600e6, "realistic": 800e6},
+    "searchsorted_pulses_per_s": {"stress": 30e6, "realistic": 200e6},
+    "merge_asof_pulses_per_s": {"stress": 40e6, "realistic": 160e6},
+    "replay_pulses": 10_000_000,
+    "replay_pulses_per_s": 20e6,
+    "replay_built_pulses_per_s": 30e6,
+    "replay_command_pulses_per_s": 3e6,
+    "builder_peak_rss_mb": 250.0,
+    "builder_peak_rss_mb_tenth": 240.0,
+    "replay_tenth_pulses": 1_000_000,
+}
+
+
 def test_bench_table_prints_each_figure_beside_its_baseline(capsys):
     """The table of ``nudaq bench`` for a quick and a full run (figures made up here)."""
-    quick = {
-        "zmq_ceiling_pulses_per_s": 200e6,
-        "zmq_ceiling_tcp_pulses_per_s": 250e6,
-        "kernel_pulses_per_s": {"stress": 600e6, "realistic": 800e6},
-        "searchsorted_pulses_per_s": {"stress": 30e6, "realistic": 200e6},
-        "merge_asof_pulses_per_s": {"stress": 40e6, "realistic": 160e6},
-        "replay_pulses": 10_000_000,
-        "replay_pulses_per_s": 20e6,
-        "replay_built_pulses_per_s": 30e6,
-        "replay_command_pulses_per_s": 3e6,
-        "builder_peak_rss_mb": 250.0,
-        "builder_peak_rss_mb_tenth": 240.0,
-        "replay_tenth_pulses": 1_000_000,
-    }
+    quick = QUICK
     full = quick | {
         "replay_long_pulses": 100_000_000,
         "replay_long_pulses_per_s": 32e6,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from daq.core.config import Config
 from hardware_sim.bench import fsync
 from hardware_sim.bench.run import print_table
+from tests.hardware_sim.test_bench import QUICK
 
 
 def test_the_fsync_policy_is_measured_beside_no_fsync(tmp_path, monkeypatch):
@@ -23,19 +24,7 @@ def test_the_fsync_policy_is_measured_beside_no_fsync(tmp_path, monkeypatch):
 
 
 def test_the_table_shows_the_fsync_rows(capsys):
-    figures = {
-        "zmq_ceiling_pulses_per_s": 200e6,
-        "zmq_ceiling_tcp_pulses_per_s": 250e6,
-        "kernel_pulses_per_s": {"stress": 600e6, "realistic": 800e6},
-        "searchsorted_pulses_per_s": {"stress": 30e6, "realistic": 200e6},
-        "merge_asof_pulses_per_s": {"stress": 40e6, "realistic": 160e6},
-        "replay_pulses": 10_000_000,
-        "replay_pulses_per_s": 20e6,
-        "replay_built_pulses_per_s": 30e6,
-        "replay_command_pulses_per_s": 3e6,
-        "builder_peak_rss_mb": 250.0,
-        "builder_peak_rss_mb_tenth": 240.0,
-        "replay_tenth_pulses": 1_000_000,
+    figures = QUICK | {
         "raw_write_pulses_per_s": 300_000,
         "raw_fsync_interval_s": 1.0,
         "raw_write_ms_per_s": {"fsync": 12.5, "no_fsync": 10.0},
