@@ -272,7 +272,7 @@ def test_a_512_MB_message_is_refused_unallocated_and_the_run_ends_normally(syste
     assert system.builder.is_running(), system.console_tail()
 
 
-FORGED_AHEAD = 400
+FORGED_AHEAD = 200
 """How far ahead of the AC stream the forged message's seq is (batches; within the pending
 window, so the builder holds it until its turn)."""
 
@@ -284,7 +284,7 @@ def last_seq(raw_file: Path, stream: Stream) -> int:
 
 
 def test_a_forged_future_message_leaves_the_veto_working(system):
-    """An AC message with seq +400 and a watermark of 2^61 takes one batch's slot as blind
+    """An AC message with seq +200 and a watermark of 2^61 takes one batch's slot as blind
     time when its turn comes, and the AC veto goes on tagging (it used to reject every genuine
     batch after it as behind, and the candidates grew fourfold)."""
     start = system.running_run()

@@ -71,11 +71,13 @@ def work():
 
 TABLES = {
     "spectrum_bins": "reactor, category, bin, counts",
-    "exposures": "reactor, elapsed_ns, dead_ns, live_ns, rt_events, rt_ac, rt_crv, rt_any,"
-    " events_all, events_ac, events_crv, events_candidate",
+    "exposures": "reactor, elapsed_ns, uncovered_ns, dead_ns, dead_span_ns, live_ns, rt_events,"
+    " rt_ac, rt_crv, rt_any, events_all, events_ac, events_crv, events_candidate,"
+    " events_uncovered",
     "stream_stats": "stream, pulses, dropped, lost_frames, missing_batches, rejected_messages,"
-    " dead_ns",
+    " dead_ns, uncovered_ns",
     "reactor_intervals": "reactor, start_ns, end_ns, power_MW",
+    "coverage_gaps": "stream, reason, start_ns, end_ns",
 }
 
 
