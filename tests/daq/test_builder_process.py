@@ -124,6 +124,7 @@ def system():
     config = Config()
     config.builder.ac_threshold_adc = 50
     config.builder.commit_interval_s = 0.2
+    config.builder.drain_timeout_s = 2.0  # a run cut short by SIGTERM waits this for its EORs
     config_path = data_dir / "config.json"
     config_path.write_text(config.snapshot())
     db_url = f"sqlite:///{data_dir / 'nudaq.sqlite'}"
