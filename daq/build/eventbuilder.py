@@ -358,11 +358,12 @@ class EventBuilder:
         """Record a gap of a stream and take its time out of the HPGe time."""
         if end_ns <= start_ns:
             return
-        name = STREAM_NAMES[st.stream]
-        self._gaps.append(Gap(name, reason, start_ns, end_ns))
-        st.delta.uncovered_ns += end_ns - start_ns
-        by_reason = self._gap_ns.setdefault(name, {})
-        by_reason[LOSS_NAMES[reason]] = by_reason.get(LOSS_NAMES[reason], 0) + end_ns - start_ns
+        gap = Gap(STREAM_NAMES[st.stream], reason, start_ns, end_ns)
+        self._gaps.append(gap)
+        st.delta.uncovered_ns += gap.length_ns
+        by_reason = self._gap_ns.setdefault(gap.stream, {})
+        key = LOSS_NAMES[reason]
+        by_reason[key] = by_reason.get(key, 0) + gap.length_ns
         self._blind(st.stream, start_ns, end_ns)
 
     def _blind(self, stream: Stream, start_ns: int, end_ns: int) -> None:
@@ -435,6 +436,7 @@ class EventBuilder:
         self._other = {}
         update.gaps, self._gaps = self._gaps, []
         self._total.merge(update)
+        self._total.gaps = []  # stored as they come; the summary keeps their sums (_gap_ns)
         return update
 
     def finish(self) -> BuildUpdate:

@@ -22,8 +22,8 @@ transitions on daq.control.transitions and sends daq.formats.wire batches to the
 
 Backpressure: sends never block (the serial line must be read on time); batches the builder
 has not taken wait in a local queue of at most ``buffer_pulses`` pulses. A batch that does
-not fit loses its pulses, which are counted in its ``dropped`` field, and the whole time
-span it covers becomes dead time: nothing is lost silently.
+not fit loses its pulses, which are counted in its ``dropped`` field, and declares the whole
+time span it covers a gap (Loss.OVERFLOW, daq.processes.outbox): nothing is lost silently.
 
 A device silent for ``timeout_s`` or whose line broke is reconnected and restarted once
 per second (the gap is uncovered time); after ``timeout_s`` of failures the process logs
