@@ -25,7 +25,14 @@ from daq.core.config import Config
 from daq.core.records import DATA_STREAM_NAMES as READOUTS
 from daq.core.records import PULSE_DTYPE, Stream
 from daq.formats.rawfile import RawReader
-from daq.formats.wire import HEADER, KIND_DATA, Batch, send_batch
+from daq.formats.wire import (
+    HEADER,
+    KIND_DATA,
+    REFUSALS,
+    REFUSED_AHEAD_OF_CLOCK,
+    Batch,
+    send_batch,
+)
 from daq.processes.builder import max_message_bytes
 from daq.store.models import Run, StreamStat
 from daq.store.session import make_engine
@@ -284,19 +291,24 @@ def last_seq(raw_file: Path, stream: Stream) -> int:
 
 
 def test_a_forged_future_message_leaves_the_veto_working(system):
-    """An AC message with seq +200 and a watermark of 2^61 takes one batch's slot as blind
-    time when its turn comes, and the AC veto goes on tagging (it used to reject every genuine
-    batch after it as behind, and the candidates grew fourfold)."""
+    """An AC message with seq +200 and a watermark one hour of DAQ time ahead (well inside
+    builder.max_lead_s; 2^61 ns is refused the same way) takes one batch's slot as blind time
+    when its turn comes, and the AC veto goes on tagging (it used to reject every genuine
+    batch after it as behind, and the candidates grew fourfold). The live builder refuses it
+    as ahead of the DAQ clock and records the refusal with the batch in the raw file."""
     start = system.running_run()
     run = start["run"]
     raw_file = system.data_dir / "raw" / f"run{run:06d}.pulses.arrow"
     system.snapshot(lambda s: s["events"]["ac"] > 0, 30, "AC-tagged events")
     seq = last_seq(raw_file, Stream.ACV) + FORGED_AHEAD
     before = system.snapshot(lambda s: True, 10, "a snapshot")
+    watermark = before["horizon_ns"] + 3600 * 10**9
     push = zmq.Context.instance().socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 2000)
     push.connect(Config().endpoint("builder_data", system.data_dir))
-    send_batch(push, Batch(KIND_DATA, int(Stream.ACV), run, seq, 2**61, np.zeros(0, PULSE_DTYPE)))
+    send_batch(
+        push, Batch(KIND_DATA, int(Stream.ACV), run, seq, watermark, np.zeros(0, PULSE_DTYPE))
+    )
     push.close()
     # the genuine AC stream reaches the forged seq (20 batches per wall second); from then on
     # the old builder took no AC batch: no AC pulse was built and no event AC-tagged again
@@ -312,12 +324,16 @@ def test_a_forged_future_message_leaves_the_veto_working(system):
     )
     summary = system.stop_run()
     print(
-        f"forged future AC message: AC-tagged events {before['events']['ac']} when sent,"
-        f" {due['events']['ac']} when due, {summary['events']['ac']} at the end of the run"
+        f"forged future AC message (1 h ahead): AC-tagged events {before['events']['ac']}"
+        f" when sent, {due['events']['ac']} when due, {summary['events']['ac']} at the end"
     )
     assert summary["run"] == run
-    reason = "acv: watermark ahead of the stream's by more than builder.max_lead_s"
+    reason = f"acv: refused by the live builder: {REFUSALS[REFUSED_AHEAD_OF_CLOCK]}"
     assert summary["rejections"].get(reason) == 1, summary["rejections"]
     assert 0 < summary["gaps_s"]["acv"]["rejected"] < 1.0  # one batch's slot, a fraction of 1 s
     assert summary["pulses"]["acv"] >= later["pulses"]["acv"] > due["pulses"]["acv"]
+    flagged = [b for b in RawReader(raw_file).iter_batches() if b.refusal]
+    assert [(b.stream, b.seq, b.kind, b.watermark_ns) for b in flagged] == [
+        (Stream.ACV, seq, KIND_DATA | REFUSED_AHEAD_OF_CLOCK, watermark)
+    ]
     assert system.builder.is_running(), system.console_tail()

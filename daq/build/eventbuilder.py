@@ -5,7 +5,12 @@ No I/O: the live builder process, the replay and the fast simulation all feed ba
 
 Ordering. Each stream's batches are applied strictly in sequence order (seq 0 is the
 begin-of-run message, whose watermark is the stream's start time; the end-of-run message makes
-the stream complete forever). A stream is complete below its watermark, so an HPGe pulse at t
+the stream complete forever). A sender that died and was restarted rejoins as a new
+*incarnation* (daq.formats.wire: the high bits of seq): once the new incarnation's BOR has
+arrived, the old one is over (what it holds is applied, its missing batches are a sequence
+gap) and its time from its last applied watermark to the new BOR's is a RESTART gap; batches
+of an older incarnation arriving after that are refused. An end-of-run is final: no
+incarnation rejoins after it. A stream is complete below its watermark, so an HPGe pulse at t
 can be built once every window around it is complete. The *horizon*
 
     H = min(wm_hpge, wm_acv - ac_window_ns, wm_crv - crv_post_ns, wm_reactor)
@@ -35,9 +40,13 @@ a replay reproduces them exactly.
 Defences. A batch is refused, and its slot in the sequence becomes a REJECTED gap, when its
 content is implausible: more than ``builder.max_batch_pulses`` pulses, pulses out of order or
 at or after its own watermark, a watermark behind the stream's or ahead of it by more than
-``builder.max_lead_s``. A sequence number more than ``max_pending`` ahead is refused without
-taking a slot, so a forged message cannot skip the genuine ones. Rejections are counted per
-reason and logged at most once per reason per interval (daq.core.ratelog).
+``builder.max_lead_s``, or a refusal flag (daq.formats.wire.REFUSALS) that the live builder
+set and recorded (a watermark ahead of the DAQ clock, an incarnation run control did not
+announce: checks a replay could not make again). A refused batch of a new incarnation takes
+no slot: it cannot end the incarnation that is running. A sequence number more than
+``max_pending`` ahead is refused without taking a slot, so a forged message cannot skip the
+genuine ones. Rejections are counted per reason and logged at most once per reason per
+interval (daq.core.ratelog).
 
 Memory stays flat: built HPGe pulses are dropped, and so are veto pulses that no later HPGe
 pulse can reach (older than H minus their window's reach into the past).
@@ -83,7 +92,7 @@ from daq.core.records import (
     Stream,
 )
 from daq.core.units import INF_NS
-from daq.formats.wire import KIND_BOR, KIND_EOR, Batch
+from daq.formats.wire import INCARNATION_SHIFT, KIND_BOR, KIND_EOR, Batch
 from daq.kernels.arrays import times_at_least
 from daq.kernels.histogram import calibrate, fill_histogram
 from daq.kernels.tagging import set_tag, tag_window
@@ -111,7 +120,12 @@ class _StreamState:
     stream: Stream
     next_seq: int = 0
     pending: dict[int, Batch | None] = field(default_factory=dict)
-    """Batches that arrived early, by seq; None for a refused batch (its slot is a gap)."""
+    """Batches of the current incarnation that arrived early, by seq; None for a refused batch
+    (its slot is a gap)."""
+    incarnation: int = 0
+    """The sender's incarnation whose batches are being applied."""
+    later: dict[int, Batch] = field(default_factory=dict)
+    """Batches of newer incarnations, by seq, until one of their BORs ends the current one."""
     loss: Loss = Loss.NONE
     """Why the time up to the next good batch's watermark is lost (missing or refused batches)."""
     eor_seq: int | None = None
@@ -205,12 +219,19 @@ class EventBuilder:
             self._reject(batch, reason)
             return
         refusal = self._implausible(batch)
+        if batch.incarnation > st.incarnation:
+            if refusal:
+                self._reject(batch, refusal)
+                return
+            st.later[batch.seq] = batch
+            self._rejoin(st, forced=len(st.later) > self.max_pending)
+            return
         if refusal:
             self._reject(batch, refusal)
             st.pending[batch.seq] = None
         else:
             st.pending[batch.seq] = batch
-            if batch.kind == KIND_EOR:
+            if batch.base_kind == KIND_EOR:
                 self._end_at(st, batch.seq)
         self._apply_contiguous(st)
         while len(st.pending) > self.max_pending:
@@ -231,12 +252,18 @@ class EventBuilder:
             return "arrived after the run was finished"
         if batch.run != self.run:
             return "belongs to another run"
-        if (batch.seq == 0) != (batch.kind == KIND_BOR):
-            return "seq 0 is the begin-of-run, and only it"
-        if batch.seq < st.next_seq or batch.seq in st.pending:
+        if (batch.number == 0) != (batch.base_kind == KIND_BOR):
+            return "message number 0 is the begin-of-run, and only it"
+        if batch.incarnation < st.incarnation:
+            return "from an earlier incarnation of its sender"
+        if batch.seq < st.next_seq or batch.seq in st.pending or batch.seq in st.later:
             return "duplicate sequence number"
         if st.eor_seq is not None and batch.seq > st.eor_seq:
             return "after the end-of-run"
+        if batch.incarnation > st.incarnation:
+            if batch.number >= self.max_pending:
+                return "sequence number beyond the pending window of a new incarnation"
+            return ""
         if batch.seq >= st.next_seq + self.max_pending and batch.seq != self._continues(st):
             return "sequence number beyond the pending window"
         return ""
@@ -249,6 +276,8 @@ class EventBuilder:
 
     def _implausible(self, batch: Batch) -> str:
         """Why a batch's content cannot be taken ("" if it can): its slot becomes a gap."""
+        if batch.refusal:
+            return f"refused by the live builder: {batch.refusal}"
         pulses = batch.pulses
         if len(pulses) > self.max_batch_pulses:
             return "more pulses than builder.max_batch_pulses"
@@ -281,6 +310,37 @@ class EventBuilder:
             reason,
             f" ({detail})" if detail else "",
         )
+
+    def _rejoin(self, st: _StreamState, forced: bool = False) -> None:
+        """Switch to the oldest newer incarnation whose BOR arrived (``forced``: to the oldest
+        newer incarnation, BOR or not): the current one is over, what it holds is applied,
+        and the time up to the new incarnation's first batch is a RESTART gap."""
+        while starts := [seq for seq, b in st.later.items() if forced or b.number == 0]:
+            first = min(starts)
+            while st.pending:
+                self._skip_gap(st)
+            st.incarnation = first >> INCARNATION_SHIFT
+            st.next_seq = first
+            for seq in sorted(st.later):
+                batch = st.later.pop(seq)
+                if batch.incarnation < st.incarnation:
+                    self._reject(batch, "from an earlier incarnation of its sender")
+                elif batch.incarnation == st.incarnation:
+                    st.pending[seq] = batch
+                    if batch.base_kind == KIND_EOR:
+                        self._end_at(st, seq)
+                else:
+                    st.later[seq] = batch
+            st.loss = Loss.RESTART
+            self._log.log(
+                f"{STREAM_NAMES[st.stream]}: restarts",
+                "run %d: %s rejoined as incarnation %d",
+                self.run,
+                STREAM_NAMES[st.stream],
+                st.incarnation,
+            )
+            self._apply_contiguous(st)
+            forced = False
 
     def _apply_contiguous(self, st: _StreamState) -> None:
         while st.next_seq in st.pending:
@@ -318,14 +378,17 @@ class EventBuilder:
             self._reject(batch, refusal, f"watermark {batch.watermark_ns} ns")
             st.loss = st.loss or Loss.REJECTED
             return
+        previous_ns = st.order.complete_ns
         if st.start_ns is None:
-            st.start_ns = batch.watermark_ns if batch.kind == KIND_BOR or not len(t) else int(t[0])
+            st.start_ns = (
+                batch.watermark_ns if batch.base_kind == KIND_BOR or not len(t) else int(t[0])
+            )
             self._started(st)
+            covered_from = st.start_ns
         else:
-            self._lose(st, batch)
-        previous_ns = max(st.order.complete_ns, st.start_ns)
+            covered_from = self._lose(st, batch)
         st.order.advance(t, batch.watermark_ns)
-        if batch.kind == KIND_EOR:
+        if batch.base_kind == KIND_EOR:
             st.stop_ns = batch.watermark_ns
             self._ended(st)
         d = st.delta
@@ -334,7 +397,6 @@ class EventBuilder:
         d.lost_frames += batch.lost_frames
         d.dead_ns += batch.dead_ns
         if st.stream == Stream.HPGE:
-            covered_from = batch.covered_from_ns if batch.gap else previous_ns
             span = batch.watermark_ns - max(previous_ns, covered_from)
             self._dead.append((batch.watermark_ns, batch.dead_ns, max(span, 0)))
         if not len(pulses):
@@ -345,14 +407,19 @@ class EventBuilder:
             st.chunks.append(pulses)
 
     # -- coverage -----------------------------------------------------------------------------
-    def _lose(self, st: _StreamState, batch: Batch) -> None:
-        """The gap before an applied batch: lost batches' time, or the batch's declared gap."""
+    def _lose(self, st: _StreamState, batch: Batch) -> int:
+        """Declare the gap before an applied batch: lost batches' time (up to its watermark),
+        or the batch's declared gap; the time (ns) from which the batch covers its stream."""
         lo = st.order.complete_ns
         if st.loss:
             self._gap(st, st.loss, lo, batch.watermark_ns)
             st.loss = Loss.NONE
-        elif batch.gap:
-            self._gap(st, Loss(batch.gap), lo, min(batch.covered_from_ns, batch.watermark_ns))
+            return batch.watermark_ns
+        if batch.gap:
+            covered_from = min(batch.covered_from_ns, batch.watermark_ns)
+            self._gap(st, Loss(batch.gap), lo, covered_from)
+            return covered_from
+        return lo
 
     def _gap(self, st: _StreamState, reason: Loss, start_ns: int, end_ns: int) -> None:
         """Record a gap of a stream and take its time out of the HPGe time."""
@@ -447,6 +514,7 @@ class EventBuilder:
         is a NOT_ENDED gap.
         """
         for st in self._streams.values():
+            self._rejoin(st, forced=True)
             while st.pending:
                 self._skip_gap(st)
             if not st.ended:
@@ -614,7 +682,9 @@ class EventBuilder:
     def buffered(self) -> dict[str, int]:
         """Records held per stream (pulses not yet built or still reachable by a window)."""
         return {
-            STREAM_NAMES[s]: len(st.buffer()) + sum(len(b.pulses) for b in st.pending.values())
+            STREAM_NAMES[s]: len(st.buffer())
+            + sum(len(b.pulses) for b in st.pending.values() if b is not None)
+            + sum(len(b.pulses) for b in st.later.values())
             for s, st in self._streams.items()
         }
 

@@ -6,6 +6,8 @@ by exactly one acknowledgement. Messages are small JSON objects (control, not da
 
     process -> run control   {"type": "hello", "name": str, "pid": int}
     run control -> process   {"type": "begin", "id": int, "run": int, ...}
+                             {"type": "rejoin", "id": int, "run": int, "stream": str,
+                              "incarnation": int}   (to the builder: a restarted sender)
                              {"type": "end", "id": int, "run": int}
                              {"type": "exit", "id": int}
     process -> run control   {"type": "ack", "id": int, "name": str, "ok": bool,
@@ -21,7 +23,7 @@ import os
 
 import zmq
 
-TRANSITIONS = ("begin", "end", "exit")
+TRANSITIONS = ("begin", "rejoin", "end", "exit")
 
 
 class ControlClient:

@@ -317,6 +317,13 @@ class BuilderSettings(_Section):
     drain_timeout_s: Float = Field(
         10.0, gt=0, le=600, description="wait at stop for every stream's end of run (wall s)"
     )
+    max_clock_lead_s: Float = Field(
+        10.0,
+        ge=1,
+        le=3600,
+        description="live: a watermark may run ahead of the DAQ clock by at most this (wall s"
+        " of clock time; the clock runs sim.speed times the wall clock, 1 on real hardware)",
+    )
 
 
 class Spectrum(_Section):

@@ -134,6 +134,9 @@ class Loss(enum.IntEnum):
     """After the stream's last watermark: it ended early, or never sent its end of run."""
     NOT_STARTED = 7
     """Before the stream's start."""
+    RESTART = 8
+    """The sending process died and a new incarnation rejoined the run: from the last batch
+    the builder applied of the old one to the new one's start."""
 
 
 LOSS_NAMES = {loss: loss.name.lower() for loss in Loss}

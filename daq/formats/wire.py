@@ -7,14 +7,18 @@ pulse array's buffer (``PULSE_DTYPE`` records), sent with ``copy=False`` and rec
     offset size field
     0      2    magic b"NQ"
     2      1    version (2)
-    3      1    kind: 1 DATA, 2 BOR (begin of run), 3 EOR (end of run)
+    3      1    kind: 1 DATA, 2 BOR (begin of run), 3 EOR (end of run), plus the refusal
+                flags a live builder sets on a batch it refused for a reason a replay
+                cannot see again (REFUSALS), before recording it
     4      1    stream id (daq.core.records.Stream)
     5      1    gap: why the stream lost time before this batch (daq.core.records.Loss;
                 0 = nothing lost)
     6      2    reserved (0)
     8      4    run number
     12     4    n: number of pulse records in the payload
-    16     8    seq: per-stream sequence number, 0 for the BOR message, +1 per message
+    16     8    seq: per-stream sequence number: the sender's incarnation (0, then +1 at
+                every restart of the sending process within the run) times 2^48 plus
+                its message number (0 for its BOR message, +1 per message)
     24     8    watermark (ns): the stream is complete for t_ns < watermark
                 (BOR: the front-end's start time; EOR: its stop time)
     32     8    dead time (ns) of this stream since the previous message
@@ -25,6 +29,10 @@ pulse array's buffer (``PULSE_DTYPE`` records), sent with ``copy=False`` and rec
                 batch's pulses may lie in either part (ignored when gap = 0)
 
 A DATA message with n = 0 is a heartbeat: it only advances the watermark.
+
+A restarted sender rejoins a run as a new incarnation: its BOR (message number 0) carries the
+device's new start time, and everything its previous incarnation sent after what the builder
+applied is lost (daq.build.eventbuilder: a RESTART gap).
 """
 
 from __future__ import annotations
@@ -43,6 +51,19 @@ KIND_DATA = 1
 KIND_BOR = 2
 KIND_EOR = 3
 KIND_NAMES = {KIND_DATA: "data", KIND_BOR: "bor", KIND_EOR: "eor"}
+KIND_MASK = 0x0F
+"""The kind proper; the bits above are refusal flags."""
+REFUSED_AHEAD_OF_CLOCK = 0x80
+REFUSED_UNANNOUNCED_RESTART = 0x40
+REFUSALS = {
+    REFUSED_AHEAD_OF_CLOCK: "a watermark ahead of the DAQ clock (builder.max_clock_lead_s)",
+    REFUSED_UNANNOUNCED_RESTART: "an incarnation run control did not announce",
+}
+"""Refusal flags of the kind byte and why a live builder sets them: checks against the wall
+clock and run control that only the live builder can make. The batch is recorded with its
+flag, so the event builder refuses it in a replay exactly as it did live."""
+INCARNATION_SHIFT = 48
+"""seq = incarnation << INCARNATION_SHIFT | message number."""
 HEADER = struct.Struct("<2sBBBBHIIQqqIIq")
 assert HEADER.size == 56
 
@@ -62,6 +83,26 @@ class Batch:
     lost_frames: int = 0
     gap: int = 0
     covered_from_ns: int = 0
+
+    @property
+    def base_kind(self) -> int:
+        """DATA, BOR or EOR, without refusal flags."""
+        return self.kind & KIND_MASK
+
+    @property
+    def refusal(self) -> str:
+        """Why a live builder refused this batch ("" if it did not)."""
+        return "; ".join(why for flag, why in REFUSALS.items() if self.kind & flag)
+
+    @property
+    def incarnation(self) -> int:
+        """Which restart of its sender within the run sent it (0: the first process)."""
+        return self.seq >> INCARNATION_SHIFT
+
+    @property
+    def number(self) -> int:
+        """Its message number within its incarnation (0: the incarnation's BOR)."""
+        return self.seq & ((1 << INCARNATION_SHIFT) - 1)
 
     def header(self) -> bytes:
         """The packed header frame."""
@@ -121,7 +162,7 @@ def decode(parts: list) -> Batch:
         raise WireError(f"unsupported wire version {version}")
     if reserved:
         raise WireError(f"reserved header bytes are {reserved:#06x}, not 0")
-    if kind not in KIND_NAMES:
+    if kind & KIND_MASK not in KIND_NAMES or kind & ~KIND_MASK & ~sum(REFUSALS):
         raise WireError(f"unknown message kind {kind}")
     if stream not in Stream._value2member_map_:
         raise WireError(f"unknown stream id {stream}")

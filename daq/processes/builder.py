@@ -15,7 +15,10 @@ Sockets (endpoints from the configuration):
 - PUB bound at ``network.monitor``: one JSON snapshot about once per wall second (run,
   state, pulses, rates, lost, dead time, horizon, reactor state, events per category).
 
-Transitions: ``begin`` {"run": N} opens the run's raw files (``data_dir/raw/runNNNNNN``),
+Transitions: ``rejoin`` {"run": N, "stream": name, "incarnation": k} announces that the
+sender of a stream was restarted and rejoins the open live run as incarnation k (run control
+sends it before the restarted process's begin); a batch of an incarnation never announced is
+refused. ``begin`` {"run": N} opens the run's raw files (``data_dir/raw/runNNNNNN``),
 its spectrum filler and an EventBuilder, and acknowledges. Optional fields: ``streams``
 (names of the streams expected, default hpge, acv, crv, reactor) and ``reactor`` ("on" or
 "off": the fixed state when the reactor stream is not expected). ``end`` waits until the
@@ -32,7 +35,10 @@ is logged in full, then one line per REJECT_LOG_INTERVAL_S says how many more th
 (daq.core.ratelog), and the close of a run writes what is still untold: a flood of junk
 costs a few lines of log, not a line each.
 Decoded batches are written to the raw file as received (a block per flush, see
-daq.formats.rawfile), then given to the EventBuilder.
+daq.formats.rawfile), then given to the EventBuilder. Before that, a live run refuses what
+only a live builder can judge (daq.formats.wire.REFUSALS): a watermark ahead of the DAQ clock
+(daq.build.clock) by more than ``builder.max_clock_lead_s``, and an incarnation run control
+did not announce; the refusal is a flag of the recorded batch, so a replay refuses it too.
 
 Replay (daq.replay) drives the same process with more ``begin`` fields: ``replay`` true (no
 raw files are written, spectra are committed once, at the end, and the builder advances
@@ -56,6 +62,7 @@ import zmq
 from sqlalchemy.exc import SQLAlchemyError
 from zmq.utils.monitor import recv_monitor_message
 
+from daq.build.clock import DaqClock
 from daq.build.eventbuilder import EventBuilder
 from daq.build.increments import StreamDelta, dominant_state
 from daq.build.rates import RateMeter
@@ -74,7 +81,14 @@ from daq.core.records import (
     stream_by_name,
 )
 from daq.formats.rawfile import PULSES, RawFileInfo, RawWriter, raw_path
-from daq.formats.wire import HEADER, decode
+from daq.formats.wire import (
+    HEADER,
+    KIND_BOR,
+    REFUSED_AHEAD_OF_CLOCK,
+    REFUSED_UNANNOUNCED_RESTART,
+    Batch,
+    decode,
+)
 from daq.kernels.warmup import warm_up
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.filler import SpectrumFiller
@@ -181,8 +195,9 @@ class RunRecorder:
         builder = EventBuilder(config, self.run, begin.streams, begin.reactor_on)
         return Variant(tag, builder, SpectrumFiller(engine, self.run, tag, builder.n_bins))
 
-    def add(self, batch) -> None:
+    def add(self, batch: Batch) -> None:
         """Record one received batch and hand it to the event builders."""
+        self._screen(batch)
         self._record_batch(batch)
         name = STREAM_NAMES.get(batch.stream, str(batch.stream))
         self.received[name] = self.received.get(name, 0) + 1
@@ -220,6 +235,9 @@ class RunRecorder:
         summary = self.summary() | {"eor_timeout": eor_timeout} | self._closing_facts(built)
         log.info("run %d closed: %s", self.run, json.dumps(summary))
         return summary
+
+    def _screen(self, batch: Batch) -> None:
+        """Flag what only a live builder can refuse (daq.formats.wire.REFUSALS)."""
 
     def _record_batch(self, batch) -> None:
         """Keep a received batch besides building it (a live run's raw file)."""
@@ -281,6 +299,9 @@ class LiveRecorder(RunRecorder):
             fsync_interval_s=config.builder.raw_fsync_interval_s,
         )
         self.raw_file = raw_path(prefix, PULSES)
+        self.clock = DaqClock(config.sim.speed, config.builder.max_clock_lead_s)
+        self.incarnations: dict[int, int] = {}
+        """The newest incarnation run control announced, per stream (0 if none)."""
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
         self._next_flush = now + config.builder.raw_flush_interval_s
@@ -300,6 +321,19 @@ class LiveRecorder(RunRecorder):
         if now >= self._next_flush:
             self.raw.flush()
             self._next_flush = now + self.config.builder.raw_flush_interval_s
+
+    def rejoin(self, stream: Stream, incarnation: int) -> None:
+        """Run control announced that ``stream``'s sender rejoins as ``incarnation``."""
+        self.incarnations[stream] = max(incarnation, self.incarnations.get(stream, 0))
+
+    def _screen(self, batch: Batch) -> None:
+        now = time.monotonic()
+        if batch.incarnation > self.incarnations.get(batch.stream, 0):
+            batch.kind |= REFUSED_UNANNOUNCED_RESTART
+        if self.clock.ahead(batch.watermark_ns, now):
+            batch.kind |= REFUSED_AHEAD_OF_CLOCK
+        elif batch.base_kind == KIND_BOR and not batch.refusal:
+            self.clock.anchor(batch.watermark_ns, now)
 
     def _record_batch(self, batch) -> None:
         self.raw.write_batch(batch)
@@ -480,7 +514,12 @@ class BuilderProcess:
             if transition is None:
                 return
             log.info("transition %s", transition)
-            handler = {"begin": self._begin, "end": self._end, "exit": self._exit}
+            handler = {
+                "begin": self._begin,
+                "rejoin": self._rejoin,
+                "end": self._end,
+                "exit": self._exit,
+            }
             try:
                 handler[transition["type"]](transition)
             except (NudaqError, ValueError, KeyError, OSError) as err:
@@ -501,6 +540,20 @@ class BuilderProcess:
         expected = ", ".join(STREAM_NAMES[s] for s in begin.streams)
         log.info("run %d begins; expecting %s", begin.run, expected)
         self.control.ack(transition, run=begin.run)
+
+    def _rejoin(self, transition: dict) -> None:
+        run = int(transition["run"])
+        if not isinstance(self.recorder, LiveRecorder) or self.recorder.run != run:
+            raise ValueError(f"no live run {run} is open")
+        stream = stream_by_name(transition["stream"])
+        self.recorder.rejoin(stream, int(transition["incarnation"]))
+        log.info(
+            "run %d: %s rejoins as incarnation %s",
+            run,
+            stream.name.lower(),
+            transition["incarnation"],
+        )
+        self.control.ack(transition)
 
     def _end(self, transition: dict) -> None:
         run = int(transition.get("run", -1))

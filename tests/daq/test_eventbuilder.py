@@ -22,7 +22,15 @@ from daq.core.records import (
     Loss,
     Stream,
 )
-from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.formats.wire import (
+    INCARNATION_SHIFT,
+    KIND_BOR,
+    KIND_DATA,
+    KIND_EOR,
+    REFUSED_AHEAD_OF_CLOCK,
+    REFUSED_UNANNOUNCED_RESTART,
+    Batch,
+)
 
 RUN = 7
 ON_KW = 2_900_000  # reactor reading adc: thermal power in kW
@@ -607,3 +615,151 @@ def test_oversized_batches_are_refused_and_their_slot_is_a_gap():
     assert s["gaps_ns"]["acv"]["rejected"] == 30_000  # up to the next good batch's watermark
     assert events["tags"].tolist()[0] & TAG_UNCOVERED  # 15 us: blind
     assert not events["tags"].tolist()[1] & TAG_UNCOVERED  # 40 us: covered
+
+
+# --- restarts: a sender rejoins the run as a new incarnation ------------------------------------
+
+
+def restarted(batches, stream, last_applied, rejoin_at, incarnation=1):
+    """The batches with the sender of ``stream`` dying after seq ``last_applied`` (what it sent
+    up to seq ``rejoin_at`` never arrives) and rejoining as ``incarnation``: its BOR at the
+    watermark of seq ``rejoin_at`` (the device's new start), the later batches renumbered."""
+    out = []
+    shift = incarnation << INCARNATION_SHIFT
+    for b in batches:
+        if b.stream != stream or b.seq <= last_applied:
+            out.append(b)
+        elif b.seq == rejoin_at:
+            out.append(Batch(KIND_BOR, b.stream, b.run, shift, b.watermark_ns, pulses([])[:0]))
+        elif b.seq > rejoin_at:
+            number = b.seq - rejoin_at
+            out.append(replace(b, seq=shift | number))
+    return out
+
+
+def replace(batch, **fields) -> Batch:
+    values = {f: getattr(batch, f) for f in Batch.__slots__}
+    return Batch(**(values | fields))
+
+
+@pytest.mark.parametrize("stream", [Stream.HPGE, Stream.ACV, Stream.CRV])
+def test_a_restarted_sender_rejoins_and_its_absence_is_a_restart_gap(stream):
+    config = small_config()
+    data, batches = random_run(seed=31)
+    wm = {b.seq: b.watermark_ns for b in batches if b.stream == stream}
+    lo, hi = wm[8], wm[12]
+    total, events, eb = build(config, restarted(batches, stream, 8, 12))
+    t = np.sort(data[Stream.HPGE]["t_ns"], kind="stable")
+    kept = ~((t >= lo) & (t < hi)) if stream == Stream.HPGE else np.ones(len(t), bool)
+    sorted_data = {
+        **data,
+        Stream.HPGE: data[Stream.HPGE][np.argsort(data[Stream.HPGE]["t_ns"], kind="stable")],
+    }
+    inside = edges_blind(sorted_data, config)
+    if stream != Stream.HPGE:
+        inside |= veto_blind(sorted_data, stream, lo, hi, config)
+    uncovered = (events["tags"] & TAG_UNCOVERED) != 0
+    np.testing.assert_array_equal(uncovered, inside[kept])
+    ref_tags = build(config, batches)[1]["tags"][kept]
+    np.testing.assert_array_equal(events["tags"][~uncovered], ref_tags[~uncovered])
+    s = eb.summary
+    name = STREAM_NAMES[stream]
+    assert s["gaps_ns"][name] == {"restart": hi - lo}
+    assert s["no_eor"] == [] and s["rejected_messages"] == 0
+    lost_pulses = np.count_nonzero((data[stream]["t_ns"] >= lo) & (data[stream]["t_ns"] < hi))
+    assert s["pulses"][name] == len(data[stream]) - lost_pulses
+
+
+def test_a_restart_gives_the_same_result_for_any_arrival_order_of_each_incarnation():
+    config = small_config()
+    _, batches = random_run(seed=32)
+    batches = restarted(batches, Stream.ACV, 5, 9)
+    ref, ref_events, _ = build(config, batches)
+    old = [b for b in batches if b.stream == Stream.ACV and b.incarnation == 0]
+    rest = [b for b in batches if not (b.stream == Stream.ACV and b.incarnation == 0)]
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        arrived = [old[i] for i in rng.permutation(len(old))]
+        arrived += [rest[i] for i in rng.permutation(len(rest))]
+        total, events, _ = build(config, arrived, advance_every=int(rng.integers(1, 6)))
+        assert_same(total, events, ref, ref_events)
+
+
+def test_batches_of_a_replaced_incarnation_are_refused_and_change_nothing():
+    config = small_config()
+    _, batches = random_run(seed=33)
+    rejoined = restarted(batches, Stream.CRV, 5, 9)
+    ref, ref_events, _ = build(config, rejoined)
+    straggler = next(b for b in batches if b.stream == Stream.CRV and b.seq == 7)
+    bor = next(i for i, b in enumerate(rejoined) if b.stream == Stream.CRV and b.seq == 1 << 48)
+    late = [*rejoined[: bor + 1], straggler, *rejoined[bor + 1 :]]
+    total, events, eb = build(config, late)
+    assert eb.summary["rejections"] == {"crv: from an earlier incarnation of its sender": 1}
+    np.testing.assert_array_equal(total.hist, ref.hist)
+    assert events.tobytes() == ref_events.tobytes()
+
+
+def test_a_refused_incarnation_takes_no_slot_and_the_running_one_goes_on():
+    """A new incarnation's BOR that the live builder refused (run control never announced
+    it) ends nothing: the genuine sender's batches are built as if it never came."""
+    config = small_config()
+    _, batches = random_run(seed=34)
+    ref, ref_events, _ = build(config, batches)
+    forged_bor = Batch(
+        KIND_BOR | REFUSED_UNANNOUNCED_RESTART, int(Stream.ACV), RUN, 5 << 48, 10**6, pulses([])[:0]
+    )
+    total, events, eb = build(config, [*batches[:20], forged_bor, *batches[20:]])
+    assert eb.summary["rejections"] == {
+        "acv: refused by the live builder: an incarnation run control did not announce": 1
+    }
+    np.testing.assert_array_equal(total.hist, ref.hist)
+    assert events.tobytes() == ref_events.tobytes()
+
+
+def test_a_batch_refused_ahead_of_the_clock_keeps_its_slot_as_a_gap():
+    config = small_config()
+    _, batches = random_run(seed=35)
+    wm = {b.seq: b.watermark_ns for b in batches if b.stream == Stream.ACV}
+    flagged = [
+        replace(b, kind=b.kind | REFUSED_AHEAD_OF_CLOCK)
+        if b.stream == Stream.ACV and b.seq == 6
+        else b
+        for b in batches
+    ]
+    _, _, eb = build(config, flagged)
+    s = eb.summary
+    assert s["gaps_ns"]["acv"] == {"rejected": wm[7] - wm[5]}
+    assert s["rejected_messages"] == 1
+
+
+def test_no_incarnation_rejoins_after_the_end_of_run():
+    config = small_config()
+    _, batches = random_run(seed=36)
+    eor = max(b.seq for b in batches if b.stream == Stream.CRV)
+    t_end = max(b.watermark_ns for b in batches)
+    late_bor = Batch(KIND_BOR, int(Stream.CRV), RUN, 1 << 48, t_end + 10, pulses([])[:0])
+    ref, ref_events, _ = build(config, batches)
+    total, events, eb = build(config, [*batches, late_bor])
+    assert eb.summary["rejections"] == {"crv: after the end-of-run": 1}
+    assert eor < 1 << 48
+    np.testing.assert_array_equal(total.hist, ref.hist)
+
+
+def test_an_incarnation_whose_bor_was_lost_is_taken_at_the_end():
+    """Batches of a new incarnation without its BOR are applied at the end of the run (the
+    time before its first batch is a restart gap), never silently dropped."""
+    config = small_config()
+    data, batches = random_run(seed=37)
+    rejoined = [
+        b
+        for b in restarted(batches, Stream.ACV, 5, 9)
+        if not (b.stream == Stream.ACV and b.seq == 1 << 48)
+    ]
+    _, _, eb = build(config, rejoined)
+    s = eb.summary
+    assert set(s["gaps_ns"]["acv"]) == {"restart"}
+    wm = {b.seq: b.watermark_ns for b in batches if b.stream == Stream.ACV}
+    assert s["gaps_ns"]["acv"]["restart"] == wm[10] - wm[5]
+    assert s["pulses"]["acv"] == np.count_nonzero(
+        (data[Stream.ACV]["t_ns"] < wm[5]) | (data[Stream.ACV]["t_ns"] >= wm[9])
+    )
