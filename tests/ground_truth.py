@@ -271,8 +271,8 @@ def recorded(pulses_file: Path) -> tuple[dict[Stream, tuple[int, int]], dict[Str
         stream = Stream(batch.stream)
         if stream == Stream.REACTOR:
             continue
-        if batch.kind == KIND_BOR:
-            first[stream] = batch.watermark_ns
+        if batch.kind == KIND_BOR:  # a restarted sender's BOR comes later: the first counts
+            first.setdefault(stream, batch.watermark_ns)
         last[stream] = max(last.get(stream, batch.watermark_ns), batch.watermark_ns)
         chunks.setdefault(stream, []).append(batch.pulses)
     spans = {s: (first[s], last[s]) for s in first}

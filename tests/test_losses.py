@@ -3,8 +3,10 @@
 One busy run of ``nudaq up --sim`` per scenario, with the fault on every detector stream at
 once: (1) ``line``: a noisy line that also drops bytes and flips bits; (2) ``reconnect``:
 disconnects, and stalls longer than the readout's timeout; (3) ``overflow``: small readout
-buffers that overflow while the builder is frozen (SIGSTOP). Each run is compared with the
-simulator's truth (tests.ground_truth, which computes tags and uncovered time on its own):
+buffers that overflow while the builder is frozen (SIGSTOP); (4) ``restart``: each readout
+killed (SIGKILL) in turn, restarted by the supervisor, rejoining the run. Each run is
+compared with the simulator's truth (tests.ground_truth, which computes tags and uncovered
+time on its own):
 
 (a) candidates per exposure (SQL events_candidate / live_ns) equal the truly veto-free
     HPGe events of the truth (no veto pulse of the truth in their windows) over the same
@@ -31,7 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
+from sqlalchemy import create_engine, text
 
 from daq.core.config import Config
 from tests.ground_truth import (
@@ -57,6 +61,8 @@ FAR_OFF_SIGMAS = 10.0
 """Smallest distance from the truth, in the same unit, of what the old behaviour gives."""
 EDGE_REASONS = frozenset({"not_started", "not_ended"})
 """Gaps any run may have: a veto that began after, or ended before, the HPGe stream."""
+KILL_EVERY_S = 1.5
+"""Wall seconds between the kills of the readouts in ``restart``."""
 FREEZE_AFTER_S = 1.0
 FREEZE_S = 4.0
 """When, into the run, and for how long the builder is frozen in ``overflow`` (wall s)."""
@@ -116,6 +122,19 @@ def freeze_builder(up) -> None:
     pause(service(up, "builder"), FREEZE_S)
 
 
+def kill_readouts(up) -> None:
+    """SIGKILL each readout in turn, KILL_EVERY_S apart: the supervisor restarts it, and it
+    rejoins the run as a new incarnation of its stream."""
+    for stream in DETECTOR_STREAMS:
+        time.sleep(KILL_EVERY_S)
+        readout = next(
+            p
+            for p in psutil.Process(up.pid).children(recursive=True)
+            if "readout" in p.cmdline() and stream in p.cmdline()
+        )
+        readout.kill()
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -123,6 +142,15 @@ SCENARIOS = {
         Scenario("reconnect", disconnects_and_stalls, "reconnect", 5.0, 40.0, "ignoring_blind"),
         Scenario(
             "overflow", small_buffers, "overflow", 20.0, 130.0, "ignoring_blind", freeze_builder
+        ),
+        Scenario(
+            "restart",
+            lambda config: None,
+            "restart",
+            20.0,
+            160.0,
+            "ignoring_uncovered",
+            kill_readouts,
         ),
     )
 }
@@ -215,8 +243,31 @@ def test_losses_are_detected_and_reported(scenario_run):
             assert summary["lost"][stream] == counts["lost_frames"] == faults["damaged_frames"]
         elif scenario.name == "reconnect":
             assert faults["disconnects"] > 0 and faults["stalls"] > 0, (stream, faults)
+        elif scenario.name == "restart":
+            restarts = [g for g in stored.gaps if g[0] == stream and g[1] == "restart"]
+            assert len(restarts) == 1, (stream, gaps)
         else:  # every pulse the readout dropped is counted, and no other one is lost
             assert summary["lost"][stream] == counts["dropped"] == c.absent[stream] > 0
+
+
+def test_restarts_are_logged_alarmed_and_the_readouts_are_back(scenario_run):
+    """(d) for ``restart``: every kill left a logbook entry of the rejoin and a supervisor
+    alarm raised while the readout was away and cleared once it was back."""
+    scenario, c = scenario_run
+    if scenario.name != "restart":
+        pytest.skip("restarts only")
+    engine = create_engine(f"sqlite:///{c.run.data_dir / 'nudaq.sqlite'}")
+    with engine.connect() as conn:
+        logbook = conn.scalars(text("SELECT text FROM logbook")).all()
+        alarms = conn.execute(text("SELECT name, cleared_utc FROM alarms")).all()
+    engine.dispose()
+    for stream in DETECTOR_STREAMS:
+        name = f"readout-{stream}"
+        assert any(f"{name} restarted: rejoined run 1 as incarnation 1" in t for t in logbook)
+        assert any(f"process {name} was killed by signal 9" in t for t in logbook)
+        assert [
+            cleared is not None for a, cleared in alarms if a == f"supervisor:restart:{name}"
+        ] == [True], alarms
 
 
 def test_a_replay_reproduces_the_gaps_and_exposure_bit_for_bit(scenario_run, tmp_path):

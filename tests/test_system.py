@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import zmq
 
@@ -119,8 +118,8 @@ def running_status(data_dir: Path) -> dict | None:
     return status if status["state"] == "running" else None
 
 
-def test_status_run_control_and_killed_readout(data_dir):
-    """Shifter commands on a live system; then a readout dies and run control reports it."""
+def test_status_and_run_control(data_dir):
+    """Shifter commands on a live system."""
     up = start_up(data_dir, "--speed", "5")
     try:
         status = wait_for(lambda: running_status(data_dir), 90, "a running system")
@@ -152,21 +151,6 @@ def test_status_run_control_and_killed_readout(data_dir):
         assert again.returncode == 2 and "cannot stop while idle" in again.stderr
         start = nudaq("run", "start", "--comment", "second", "--data-dir", str(data_dir))
         assert start.returncode == 0 and "run 2 started" in start.stdout
-
-        victim = next(
-            p
-            for p in psutil.Process(up.pid).children(recursive=True)
-            if "readout" in p.cmdline() and "acv" in p.cmdline()
-        )
-        victim.send_signal(signal.SIGKILL)
-        _, err = up.communicate(timeout=60)
-        assert up.returncode != 0
-        assert "readout-acv" in err and "killed by signal 9" in err
-        assert not [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if str(data_dir) in " ".join(p.info["cmdline"] or [])
-        ]
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGINT)

@@ -676,7 +676,12 @@ class EventBuilder:
     @property
     def eor_received(self) -> bool:
         """True once the end-of-run of every expected stream arrived."""
-        return all(st.eor_seq is not None for st in self._streams.values())
+        return not self.eor_missing
+
+    @property
+    def eor_missing(self) -> set[str]:
+        """The expected streams whose end-of-run has not arrived."""
+        return {STREAM_NAMES[s] for s, st in self._streams.items() if st.eor_seq is None}
 
     @property
     def buffered(self) -> dict[str, int]:

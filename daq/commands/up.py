@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from daq.commands.options import add_system_options, resolve
+from daq.control.lock import DataDirLock
 from daq.control.runcontrol import RunControl
-from daq.control.supervisor import Supervisor
+from daq.control.supervisor import CrashLoop, Event, Supervisor
 from daq.core.config import SHIFTER_TOKEN_ENV, Config
 from daq.core.errors import RunControlError
 from daq.core.records import DATA_STREAM_NAMES
@@ -70,6 +71,7 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
             *common,
             capture_stdout=True,
             stop_last=True,
+            restartable=False,  # the hardware: its addresses are the readouts' configuration
         )
         urls = sup.read_json_line(child, STARTUP_TIMEOUT_S)
         for stream in DATA_STREAM_NAMES:
@@ -122,17 +124,22 @@ def run(args: argparse.Namespace) -> int:
     _apply_overrides(config, args)
     if not args.sim and args.reactor:
         raise RunControlError("--reactor only applies to simulated hardware (--sim)")
+    lock = DataDirLock(data_dir)
     setup_logging("up", data_dir)
     (data_dir / "sockets").mkdir(exist_ok=True)  # run control binds its ipc endpoints there
     from daq.store.session import make_engine, upgrade_database
 
     engine = make_engine(db_url)
     upgrade_database(engine)
-    sup = Supervisor(data_dir)
+    sup = Supervisor(data_dir, config.supervision, pass_fds=(lock.fd,))
     rc = RunControl(config, data_dir, engine)
+    sup.on_event = _supervision_events(rc)
     summary: dict | None = None
     code = 0
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    previous = {  # stop as on Ctrl-C
+        sig: signal.signal(sig, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+    }
     try:
         _start_processes(sup, config, data_dir, db_url, args.sim)
         rc.wait_for_processes(
@@ -142,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_run:
             rc.start_run(args.comment, sup.check)
         summary = _loop(rc, sup, config, args)
+    except CrashLoop as err:
+        print(f"nudaq up: error: {err}; stopping the system", file=sys.stderr)
+        _crash_loop_alarm(rc, str(err))
+        summary, code = _stop_after(rc, sup), 1
     except RunControlError as err:
         print(f"nudaq up: error: {err}", file=sys.stderr)
         if rc.machine.state.value != "error":
@@ -152,10 +163,65 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sup.stop_all(config.builder.drain_timeout_s + STOP_MARGIN_S)
         rc.close()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        lock.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     if summary is not None and code == 0:
         _print_summary(summary, args.json)
     return code
+
+
+def _supervision_events(rc: RunControl):
+    """What nudaq up does when the supervisor reports a death or a restart: run control
+    forgets or takes back the process, and an alarm stays raised while it is away."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from daq.store.alarms import SUPERVISOR_PREFIX, clear_alarm, raise_alarm
+    from daq.store.session import session_scope
+
+    def handle(event: Event) -> None:
+        name = event.child.name
+        alarm = f"{SUPERVISOR_PREFIX}restart:{name}"
+        if event.kind == "died":
+            rc.process_died(name, event.detail, event.clean)
+        try:
+            with session_scope(rc.engine) as session:
+                if event.kind == "died":
+                    message = f"process {name} {event.detail}: being restarted"
+                    raise_alarm(session, alarm, "warning", message, rc.machine.run)
+                else:
+                    clear_alarm(session, alarm, rc.machine.run)
+        except SQLAlchemyError as err:
+            log.error("alarm %s not recorded: %s", alarm, err)
+
+    return handle
+
+
+def _crash_loop_alarm(rc: RunControl, message: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from daq.store.alarms import SUPERVISOR_PREFIX, raise_alarm
+    from daq.store.session import session_scope
+
+    try:
+        with session_scope(rc.engine) as session:
+            raise_alarm(
+                session, f"{SUPERVISOR_PREFIX}crash_loop", "critical", message, rc.machine.run
+            )
+    except SQLAlchemyError as err:
+        log.error("crash-loop alarm not recorded: %s", err)
+
+
+def _stop_after(rc: RunControl, sup: Supervisor) -> dict | None:
+    """End an open run cleanly after a fault that stops the system (the processes still
+    alive end their part; those away have none); None if there was no run or it failed."""
+    if rc.machine.state.value != "running":
+        return None
+    try:
+        return rc.stop_run(sup.check)
+    except RunControlError as err:
+        print(f"nudaq up: error while stopping: {err}", file=sys.stderr)
+        return None
 
 
 def _stop_on_signal(rc: RunControl, sup: Supervisor) -> tuple[dict | None, int]:
@@ -192,6 +258,8 @@ def _loop(rc: RunControl, sup: Supervisor, config: Config, args) -> dict | None:
     while True:
         sup.check()
         rc.pump(100)
+        rc.supervision = sup.status()
+        rc.serve_returns(sup.check)
         if rc.serve_request(sup.check) == "shutdown":
             break
         if interactive:

@@ -7,6 +7,16 @@ daq.control.transitions, in a fixed order: at begin the builder first, then slow
 the vetoes and last the HPGe ADC (so every veto is live before the first HPGe pulse); at
 end the reverse.
 The builder's end-of-run acknowledgement carries the run summary.
+
+Processes may die and come back during a run (daq.control.supervisor restarts them): run
+control forgets a process that died, skips it in transitions while it is away (the builder
+does not wait for its end-of-run), and when it says hello again lets it rejoin the open run.
+A readout or slow control that crashed rejoins as a new incarnation of its stream
+(daq.build.eventbuilder): run control announces the incarnation to the builder, then begins
+the run on the process, so the time it was away becomes a restart gap of its stream. A
+participant that exited cleanly while the run went on (a stop signal of its own: it sent its
+end-of-run, and a stream's end is final) is brought back by ending the run and beginning the
+next. A restarted builder is told to resume the open run from its raw file.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+from sqlalchemy.exc import SQLAlchemyError
 
 from daq.control.observer import SnapshotSubscriber
 from daq.control.runstate import RunState, RunStateMachine
@@ -28,6 +39,13 @@ log = logging.getLogger(__name__)
 
 BEGIN_ORDER = ("builder", "slowcontrol", "readout-crv", "readout-acv", "readout-hpge")
 """Processes that take part in a run, in the order they hear begin-of-run."""
+STREAM_OF = {
+    "slowcontrol": "reactor",
+    "readout-crv": "crv",
+    "readout-acv": "acv",
+    "readout-hpge": "hpge",
+}
+"""The stream each participant but the builder sends."""
 ACK_TIMEOUT_S = 20.0
 END_TIMEOUT_S = 60.0
 
@@ -38,6 +56,10 @@ class ProcessInfo:
 
     name: str
     pid: int
+
+
+class ProcessGone(RunControlError):
+    """The process a transition was for died meanwhile."""
 
 
 class RunControl:
@@ -54,10 +76,19 @@ class RunControl:
         self.run_started: float | None = None
         self.last_summary: dict | None = None
         self.error = ""
+        self.incarnations: dict[str, int] = {}
+        """Per participant, its incarnation in the open run (0 until it is restarted)."""
+        self.away: dict[str, bool] = {}
+        """Participants that died during the open run: True if they ended their part first."""
+        self.returned: list[str] = []
+        """Participants back after dying during the open run, waiting to rejoin it."""
+        self.supervision: dict[str, dict] = {}
+        """The supervisor's view of every process (daq.control.supervisor.Supervisor.status)."""
         self._next_id = 1
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted process takes its name
         self.router.bind(config.endpoint("transitions", data_dir))
         self.rep = self.ctx.socket(zmq.REP)
         self.rep.setsockopt(zmq.LINGER, 0)
@@ -70,6 +101,8 @@ class RunControl:
         if message.get("type") == "hello":
             self.processes[name] = ProcessInfo(name, int(message.get("pid", 0)))
             log.info("process %s (pid %s) joined", name, message.get("pid"))
+            if name in self.away and name not in self.returned:
+                self.returned.append(name)
             return None
         return message
 
@@ -110,6 +143,8 @@ class RunControl:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             alive()
+            if name not in self.processes:
+                raise ProcessGone(f"process {name} died before it acknowledged {kind}")
             for ack in self.pump(100):
                 if ack.get("id") == message_id:
                     if not ack.get("ok", False):
@@ -138,14 +173,31 @@ class RunControl:
         self.machine.run = number
         self.run_started = time.time()
         self.last_summary = None
+        self.incarnations = {}
+        self.away = {}
+        self.returned = []
         try:
             for name in self.participants:
-                self.transition(name, "begin", ACK_TIMEOUT_S, alive, run=number)
+                self._begin_on(name, number, alive)
         except RunControlError as err:
             self.fail(str(err))
             raise
         log.info("run %d started", number)
         return number
+
+    def _begin_on(self, name: str, number: int, alive) -> None:
+        """Begin the run on one participant; one that is away (dead, being restarted) joins
+        when it is back (the builder may not be away: nothing is recorded without it)."""
+        if name != "builder" and name not in self.processes:
+            log.warning("run %d: %s is not connected; it joins when it is back", number, name)
+            self.away[name] = False
+            return
+        try:
+            self.transition(name, "begin", ACK_TIMEOUT_S, alive, run=number)
+        except ProcessGone:
+            if name == "builder":
+                raise
+            self.away[name] = False
 
     def stop_run(self, alive=lambda: None) -> dict:
         """End the current run on every participant; returns the builder's run summary."""
@@ -157,9 +209,13 @@ class RunControl:
         summary: dict = {}
         try:
             for name in reversed(self.participants):
-                info = self.transition(name, "end", END_TIMEOUT_S, alive, run=number)
-                if name == "builder":
-                    summary = info
+                if name != "builder":
+                    self._end_on(name, number, alive)
+                    continue
+                absent = [STREAM_OF[n] for n in self.participants if n in self.away]
+                summary = self.transition(
+                    name, "end", END_TIMEOUT_S, alive, run=number, absent=absent
+                )
         except RunControlError as err:
             self.fail(str(err))
             raise
@@ -172,6 +228,94 @@ class RunControl:
         self.last_summary = summary
         log.info("run %d stopped: %s", number, summary)
         return summary
+
+    def _end_on(self, name: str, number: int, alive) -> None:
+        """End the run on a participant; one that is away has no part to end."""
+        if name in self.processes and name not in self.away:
+            try:
+                self.transition(name, "end", END_TIMEOUT_S, alive, run=number)
+                return
+            except ProcessGone:
+                pass
+        self.away.setdefault(name, False)
+        log.warning("run %d: %s is away: its stream ends at its last batch", number, name)
+
+    # -- processes that died and came back ------------------------------------------------------
+    def process_died(self, name: str, how: str, clean: bool) -> None:
+        """The supervisor saw ``name`` die (``clean``: it exited 0, ending its part of an open
+        run): forget it until it says hello again."""
+        self.processes.pop(name, None)
+        running = self.machine.state is RunState.RUNNING
+        if running and name in self.participants:
+            self.away[name] = clean or self.away.get(name, False)
+            if name in self.returned:
+                self.returned.remove(name)
+        self._logbook(f"process {name} {how}; restarting it", self.machine.run)
+
+    def serve_returns(self, alive=lambda: None) -> None:
+        """Let the participants that came back rejoin the open run (see the module doc)."""
+        while self.returned:
+            name = self.returned.pop(0)
+            ended_part = self.away.pop(name, False)
+            if self.machine.state is not RunState.RUNNING:
+                continue
+            number = self.machine.run
+            try:
+                if name == "builder":
+                    self.transition(name, "begin", ACK_TIMEOUT_S, alive, run=number, resume=True)
+                    self._logbook(f"builder restarted: resumed run {number}", number)
+                elif ended_part:
+                    self._logbook(
+                        f"{name} ended its part of run {number} and came back: the run ends,"
+                        " the next begins",
+                        number,
+                    )
+                    self.stop_run(alive)
+                    self.start_run(f"after {name} came back", alive)
+                else:
+                    self._rejoin(name, number, alive)
+            except ProcessGone:
+                self.away[name] = ended_part
+            except RunControlError as err:
+                if name == "builder":
+                    raise
+                self.away[name] = ended_part
+                self._logbook(f"{name} could not rejoin run {number}: {err}", number)
+
+    def _rejoin(self, name: str, number: int, alive) -> None:
+        incarnation = self.incarnations.get(name, 0) + 1
+        self.incarnations[name] = incarnation
+        stream = STREAM_OF[name]
+        self.transition(
+            "builder",
+            "rejoin",
+            ACK_TIMEOUT_S,
+            alive,
+            run=number,
+            stream=stream,
+            incarnation=incarnation,
+        )
+        info = self.transition(
+            name, "begin", ACK_TIMEOUT_S, alive, run=number, incarnation=incarnation
+        )
+        self._logbook(
+            f"{name} restarted: rejoined run {number} as incarnation {incarnation}"
+            f" (device start {info.get('t_start_ns', '?')} ns); its stream is uncovered"
+            " while it was away",
+            number,
+        )
+
+    def _logbook(self, text: str, number: int | None) -> None:
+        """An automatic logbook entry of run control (logged also when SQL fails)."""
+        from daq.store.runs import add_logbook
+        from daq.store.session import session_scope
+
+        log.warning("%s", text)
+        try:
+            with session_scope(self.engine) as session:
+                add_logbook(session, "run control", text, run_number=number, automatic=True)
+        except SQLAlchemyError as err:
+            log.error("logbook entry not written (%s): %s", err.__class__.__name__, text)
 
     def fail(self, reason: str) -> None:
         """Enter the error state, mark the open run as failed, and remember why."""
@@ -201,6 +345,7 @@ class RunControl:
             "run": self.machine.run,
             "elapsed_s": time.time() - self.run_started if running and self.run_started else 0,
             "processes": sorted(self.processes),
+            "supervision": self.supervision,
             "error": self.error,
             "monitor": self.snapshots.latest,
             "last_summary": self.last_summary,

@@ -601,6 +601,31 @@ class Web(_Section):
     shifter_token: Str = Field("", description="or env NUDAQ_SHIFTER_TOKEN")
 
 
+class Supervision(_Section):
+    """Restarts of processes that die (``nudaq up``'s supervisor, daq.control.supervisor)."""
+
+    restart_backoff_s: Float = Field(
+        0.5, gt=0, le=60, description="wait before the first restart; doubles per recent one"
+    )
+    max_backoff_s: Float = Field(30.0, gt=0, le=3600, description="longest wait before a restart")
+    crash_loop_restarts: Int = Field(
+        5, ge=1, le=1000, description="this many restarts of one process within the window"
+    )
+    crash_loop_window_s: Float = Field(
+        300.0, gt=0, le=86400, description="... is a crash loop: the system stops (wall s)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Supervision:
+        if self.max_backoff_s < self.restart_backoff_s:
+            raise Invalid(
+                "max_backoff_s",
+                f"{self.max_backoff_s:g} s must be at least {{0}} ({self.restart_backoff_s:g} s)",
+                "restart_backoff_s",
+            )
+        return self
+
+
 class Config(_Section):
     """The whole nudaq configuration."""
 
@@ -616,6 +641,7 @@ class Config(_Section):
     alarms: Alarm = Field(default_factory=Alarm)
     analysis: Analysis = Field(default_factory=Analysis)
     web: Web = Field(default_factory=Web)
+    supervision: Supervision = Field(default_factory=Supervision)
 
     @model_validator(mode="after")
     def _across_sections(self) -> Config:

@@ -23,9 +23,10 @@ its spectrum filler and an EventBuilder, and acknowledges. Optional fields: ``st
 (names of the streams expected, default hpge, acv, crv, reactor) and ``reactor`` ("on" or
 "off": the fixed state when the reactor stream is not expected). ``end`` waits until the
 end-of-run of every expected stream arrived (at most END_WAIT_S, then ends anyway and says so
-in the summary), builds what is left, commits, closes the raw files and acknowledges with the
-run summary. ``exit``, SIGTERM and SIGINT close an open live run once the end-of-run of every
-expected stream arrived (its senders are stopping too, and their last batches are on the way),
+in the summary; not for the streams its ``absent`` field names, whose sender is away),
+builds what is left, commits, closes the raw files and acknowledges with the run summary.
+``exit``, SIGTERM and SIGINT close an open live run once the end-of-run of every expected
+stream arrived (its senders are stopping too, and their last batches are on the way),
 or after ``builder.drain_timeout_s``, then exit 0; the summary names the streams that did not
 end (``no_eor``). A replay's open run is closed at once with what has arrived.
 
@@ -398,6 +399,8 @@ class BuilderProcess:
         self.recorder: RunRecorder | None = None
         self.ending: tuple[dict, float] | None = None
         self.expected: dict[str, int] | None = None
+        self.absent: set[str] = set()
+        """Streams whose sender is away at the end of the run: no end-of-run to wait for."""
         self.last_summary: dict | None = None
         self.exit_requested = False
         self._next_monitor = 0.0
@@ -566,6 +569,7 @@ class BuilderProcess:
             raise ValueError(f"run {self.recorder.run} is open, not run {run}")
         self.ending = (transition, time.monotonic() + END_WAIT_S)
         self.expected = transition.get("expect")
+        self.absent = set(transition.get("absent", ()))
 
     def _exit(self, transition: dict) -> None:
         if self.recorder is not None:
@@ -582,7 +586,7 @@ class BuilderProcess:
             received = self.recorder.received
             arrived = all(received.get(name, 0) >= n for name, n in self.expected.items())
         else:
-            arrived = self.recorder.builder.eor_received
+            arrived = self.recorder.builder.eor_missing <= self.absent
         if not (arrived or timed_out):
             return
         if timed_out:

@@ -7,6 +7,8 @@ transitions on daq.control.transitions and sends daq.formats.wire batches to the
 
 - ``begin`` {"run": N}: configure the device from ``frontends.<stream>`` (THR, FRAME_MS and
   for the HPGe ADC RTRATE), START it, send BOR (seq 0, watermark = the device's start time).
+  A readout restarted during a run is begun with {"incarnation": k} too: its messages are
+  numbered as incarnation k of the stream (daq.formats.wire).
 - running: the pulses of the frames read are collected (whole arrays, no per-pulse Python)
   and sent as one DATA batch every ``batch_ms`` or at MAX_BATCH_PULSES; a quiet stream sends
   an empty DATA batch (heartbeat) every ``heartbeat_ms``. Each batch carries the latest
@@ -45,7 +47,7 @@ from daq.core.errors import ProtocolError
 from daq.core.records import DATA_STREAM_NAMES, Loss, Stream, empty_pulses, stream_by_name
 from daq.drivers.listmode import EndFrameLost, FrontendDriver
 from daq.formats.protocol import Frame
-from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.formats.wire import INCARNATION_SHIFT, KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
 from daq.processes.participant import EXIT_DEVICE_LOST, RunParticipant, builder_links
@@ -134,7 +136,7 @@ class Readout(RunParticipant):
                 self.control.ack(transition, ok=False, error=str(err))
                 return
         self.run = int(transition["run"])
-        self.seq = 0
+        self.seq = int(transition.get("incarnation", 0)) << INCARNATION_SHIFT
         self.watermark = t_start
         self.chunks: list[np.ndarray] = []
         self.pending = 0

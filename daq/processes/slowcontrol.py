@@ -10,7 +10,8 @@ runs. During a run each reading is also one pulse of the REACTOR stream (daq.cor
 power is at least ``reactor.on_threshold_MW``), sent as a DATA batch whose watermark is
 just past the reading, so the builder knows the reactor state up to that time:
 
-- ``begin`` {"run": N}: read, send BOR (watermark = the reading's t_ns) and the reading.
+- ``begin`` {"run": N}: read, send BOR (watermark = the reading's t_ns) and the reading
+  ({"incarnation": k} too after a restart during the run: daq.formats.wire).
 - each poll: send the reading.
 - ``end``: one last reading, then EOR (watermark = that reading's t_ns + 1).
 """
@@ -31,7 +32,7 @@ from daq.core.errors import ProtocolError
 from daq.core.paths import db_url
 from daq.core.records import Stream, empty_pulses
 from daq.drivers.slowcontrol_device import QUANTITIES, Reading, SlowControlDriver
-from daq.formats.wire import KIND_BOR, KIND_DATA, KIND_EOR, Batch
+from daq.formats.wire import INCARNATION_SHIFT, KIND_BOR, KIND_DATA, KIND_EOR, Batch
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
 from daq.processes.participant import EXIT_DEVICE_LOST, RunParticipant, builder_links
@@ -130,7 +131,7 @@ class SlowControl(RunParticipant):
             self.control.ack(transition, ok=False, error=f"no reading from {self.driver.url}")
             return
         self.run = int(transition["run"])
-        self.seq = 0
+        self.seq = int(transition.get("incarnation", 0)) << INCARNATION_SHIFT
         self._readings_at_begin = self.readings - 1
         self._send(KIND_BOR, reading.t_ns)
         self._send(KIND_DATA, reading.t_ns + 1, reading)
