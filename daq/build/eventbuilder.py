@@ -10,8 +10,11 @@ the stream complete forever). A sender that died and was restarted rejoins as a 
 arrived, the old one is over (what it holds is applied, its missing batches are a sequence
 gap) and its time from its last applied watermark to the new BOR's is a RESTART gap; batches
 of an older incarnation arriving after that are refused. An end-of-run is final: no
-incarnation rejoins after it. A stream is complete below its watermark, so an HPGe pulse at t
-can be built once every window around it is complete. The *horizon*
+incarnation rejoins after it. A batch flagged RESUMED (the first of its stream a restarted
+builder received) declares the batches missing before it lost at once (BUILDER_RESTART).
+
+A stream is complete below its watermark, so an HPGe pulse at t can be built once every
+window around it is complete. The *horizon*
 
     H = min(wm_hpge, wm_acv - ac_window_ns, wm_crv - crv_post_ns, wm_reactor)
 
@@ -233,6 +236,9 @@ class EventBuilder:
             st.pending[batch.seq] = batch
             if batch.base_kind == KIND_EOR:
                 self._end_at(st, batch.seq)
+        if batch.resumed:  # what came before it and is missing died with a builder
+            while st.next_seq <= batch.seq:
+                self._skip_gap(st, Loss.BUILDER_RESTART)
         self._apply_contiguous(st)
         while len(st.pending) > self.max_pending:
             self._skip_gap(st)
@@ -347,20 +353,21 @@ class EventBuilder:
             self._apply(st, st.pending.pop(st.next_seq))
             st.next_seq += 1
 
-    def _skip_gap(self, st: _StreamState) -> None:
+    def _skip_gap(self, st: _StreamState, reason: Loss = Loss.SEQUENCE) -> None:
+        """Declare the batches up to the first one held missing, and apply from there."""
         first = min(st.pending)
-        missing = first - st.next_seq
-        st.delta.missing_batches += missing
-        st.loss = st.loss or Loss.SEQUENCE
-        name = STREAM_NAMES[st.stream]
-        self._log.log(
-            f"{name}: missing batches",
-            "run %d: %s batches %d..%d missing",
-            self.run,
-            name,
-            st.next_seq,
-            first - 1,
-        )
+        if first > st.next_seq:
+            st.delta.missing_batches += first - st.next_seq
+            st.loss = st.loss or reason
+            name = STREAM_NAMES[st.stream]
+            self._log.log(
+                f"{name}: missing batches",
+                "run %d: %s batches %d..%d missing",
+                self.run,
+                name,
+                st.next_seq,
+                first - 1,
+            )
         st.next_seq = first
         self._apply_contiguous(st)
 

@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine = make_engine(db_url)
     upgrade_database(engine)
+    _recover_open_runs(config, engine, data_dir)
     sup = Supervisor(data_dir, config.supervision, pass_fds=(lock.fd,))
     rc = RunControl(config, data_dir, engine)
     sup.on_event = _supervision_events(rc)
@@ -169,6 +170,31 @@ def run(args: argparse.Namespace) -> int:
     if summary is not None and code == 0:
         _print_summary(summary, args.json)
     return code
+
+
+def _recover_open_runs(config: Config, engine, data_dir: Path) -> None:
+    """Close every run a crash left open (daq.store.rebuild.recover_run); one that cannot be
+    recovered is marked failed with the reason, and the system starts anyway."""
+    from daq.core.errors import NudaqError
+    from daq.store.rebuild import recover_run
+    from daq.store.runs import end_run, open_runs
+    from daq.store.session import session_scope
+
+    with session_scope(engine, readonly=True) as session:
+        numbers = open_runs(session)
+    for number in numbers:
+        try:
+            report = recover_run(config, engine, data_dir, number)
+            damage = report["damage"] or "no damage"
+            print(
+                f"nudaq: run {number} was left open by a crash: recovered from"
+                f" {report['raw_file']} ({damage})",
+                file=sys.stderr,
+            )
+        except (NudaqError, OSError) as err:
+            print(f"nudaq: run {number} cannot be recovered: {err}", file=sys.stderr)
+            with session_scope(engine) as session:
+                end_run(session, number, state="error", error=f"not recoverable: {err}")
 
 
 def _supervision_events(rc: RunControl):

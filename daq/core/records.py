@@ -137,6 +137,9 @@ class Loss(enum.IntEnum):
     RESTART = 8
     """The sending process died and a new incarnation rejoined the run: from the last batch
     the builder applied of the old one to the new one's start."""
+    BUILDER_RESTART = 9
+    """The builder died: what it had received and not yet recorded in the raw file, and what
+    was on its way to it, up to the first batch the restarted builder received."""
 
 
 LOSS_NAMES = {loss: loss.name.lower() for loss in Loss}

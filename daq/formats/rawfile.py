@@ -131,6 +131,13 @@ class RawFileInfo:
         return self.path.name.rsplit(".", 2)[-2]
 
 
+def _schema_message_bytes(schema: pa.Schema) -> int:
+    """The length of the schema message that opens an Arrow IPC stream of ``schema``."""
+    sink = pa.BufferOutputStream()
+    pa.ipc.new_stream(sink, schema).close()
+    return sink.getvalue().size - len(_END_OF_STREAM)
+
+
 def _to_arrow(records: np.ndarray, kind: str) -> pa.RecordBatch:
     schema = SCHEMAS[kind]
     return pa.record_batch([pa.array(records[name]) for name in schema.names], schema=schema)
@@ -173,6 +180,21 @@ class _HashingFile:
         self.sha256 = hashlib.sha256()
         self.bytes = 0
 
+    @classmethod
+    def continued(cls, path: Path, keep_bytes: int) -> _HashingFile:
+        """The existing file cut after ``keep_bytes`` and opened for appending; what it keeps
+        is hashed and counted."""
+        self = cls.__new__(cls)
+        try:
+            self._file = open(path, "r+b")
+            self._file.truncate(keep_bytes)
+        except OSError as err:
+            raise RawFileError(f"cannot continue {path}: {err.strerror}") from None
+        self.path, self.sha256, self.bytes = path, hashlib.sha256(), keep_bytes
+        while chunk := self._file.read(1 << 22):
+            self.sha256.update(chunk)
+        return self
+
     def write(self, data) -> int:
         self.sha256.update(data)
         self.bytes += len(data)
@@ -196,10 +218,40 @@ class _HashingFile:
         return self._file.closed
 
 
-class _StreamSink:
-    """One Arrow IPC stream being written to one file."""
+class _SkipFirst:
+    """A file that drops the first ``skip`` bytes written to it (a continued stream's
+    second schema message), then passes everything on."""
 
-    def __init__(self, path: Path, kind: str, run: int, config_json: str) -> None:
+    def __init__(self, file: _HashingFile, skip: int) -> None:
+        self.file = file
+        self.skip = skip
+
+    def write(self, data) -> int:
+        data = memoryview(data)
+        dropped = min(self.skip, len(data))
+        self.skip -= dropped
+        if dropped < len(data):
+            self.file.write(data[dropped:])
+        return len(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+
+class _StreamSink:
+    """One Arrow IPC stream being written to one file; with ``continue_at`` (bytes), the
+    existing stream of the file, cut there after its last intact message, is continued."""
+
+    def __init__(
+        self, path: Path, kind: str, run: int, config_json: str, continue_at: int | None = None
+    ) -> None:
         metadata = {
             "nudaq.format": FORMATS[kind],
             "nudaq.format_version": str(FORMAT_VERSION),
@@ -208,11 +260,15 @@ class _StreamSink:
             "nudaq.config": config_json,
         }
         metadata[CHECKSUM_KEY] = header_checksum(metadata)
-        self.file = _HashingFile(path)
+        schema = SCHEMAS[kind].with_metadata(metadata)
         self.kind = kind
-        self.writer = pa.ipc.new_stream(
-            pa.PythonFile(self.file, mode="w"), SCHEMAS[kind].with_metadata(metadata)
-        )
+        if continue_at is None:
+            self.file = _HashingFile(path)
+            out = self.file
+        else:
+            self.file = _HashingFile.continued(path, continue_at)
+            out = _SkipFirst(self.file, _schema_message_bytes(schema))
+        self.writer = pa.ipc.new_stream(pa.PythonFile(out, mode="w"), schema)
 
     def write(self, records: np.ndarray, metadata: dict[str, str]) -> None:
         self.writer.write_batch(_to_arrow(records, self.kind), custom_metadata=metadata)
@@ -262,6 +318,11 @@ class RawWriter:
     BLOCK_MAX_PULSES; bytes reach the OS at every flush and at close. A crash of the process
     loses at most what was received since the last flush.
 
+    ``continue_at`` (bytes, RawReader.intact_end of the run's pulses file) continues a run
+    whose writer died: the pulses file is cut after its last intact message and appended to,
+    its header and everything before kept; the events file is written anew (the events are
+    built again from the pulses kept, daq.store.rebuild).
+
     fsync policy (a power cut or kernel crash loses what the OS had not written to the disk):
     with ``fsync_interval_s`` (the builder's ``builder.raw_fsync_interval_s``), a flush at
     least that long after the last fsync began starts one (0: every flush) in a background
@@ -273,11 +334,25 @@ class RawWriter:
     """
 
     def __init__(
-        self, prefix: Path, run: int, config_json: str, fsync_interval_s: float | None = None
+        self,
+        prefix: Path,
+        run: int,
+        config_json: str,
+        fsync_interval_s: float | None = None,
+        continue_at: int | None = None,
     ) -> None:
         Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        if continue_at is not None:  # the events are built again from the pulses kept
+            raw_path(prefix, EVENTS).unlink(missing_ok=True)
         self._sinks = {
-            kind: _StreamSink(raw_path(prefix, kind), kind, run, config_json) for kind in FORMATS
+            kind: _StreamSink(
+                raw_path(prefix, kind),
+                kind,
+                run,
+                config_json,
+                continue_at if kind == PULSES else None,
+            )
+            for kind in FORMATS
         }
         self._block = _Block()
         self.fsyncs = 0
@@ -558,6 +633,18 @@ class RawReader:
                 pass
         return self._damage
 
+    def close(self) -> None:
+        """Release the file (what was read stays valid: records are copied out of it)."""
+        self._buf = None
+        self._map.close()
+
+    @property
+    def intact_end(self) -> int:
+        """The offset just after the last intact message (bytes; after a full pass): where a
+        writer that continues the file goes on (daq.formats.rawfile.RawWriter)."""
+        self.damage  # noqa: B018 -- the full pass
+        return self._intact_end
+
     def iter_batches(self) -> Iterator[Batch]:
         """Every intact wire batch of a pulses file, in recorded order."""
         self._require(PULSES)
@@ -582,6 +669,7 @@ class RawReader:
         read = 0
         last_ns = None
         pos = self._data_start
+        self._intact_end = pos
         while pos < size and self._map[pos : pos + 8] != _END_OF_STREAM:
             try:
                 (items, first_ns, end_ns), end = self._decode_at(pos)
@@ -594,7 +682,7 @@ class RawReader:
                 regions[-1].resumed_ns = first_ns
             read += len(items)
             last_ns = last_ns if end_ns is None else end_ns
-            pos = end
+            pos = self._intact_end = end
             yield items, first_ns, end_ns
         if pos >= size and not (regions and regions[-1].offset + regions[-1].bytes_skipped == size):
             regions.append(

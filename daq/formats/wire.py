@@ -7,9 +7,9 @@ pulse array's buffer (``PULSE_DTYPE`` records), sent with ``copy=False`` and rec
     offset size field
     0      2    magic b"NQ"
     2      1    version (2)
-    3      1    kind: 1 DATA, 2 BOR (begin of run), 3 EOR (end of run), plus the refusal
-                flags a live builder sets on a batch it refused for a reason a replay
-                cannot see again (REFUSALS), before recording it
+    3      1    kind: 1 DATA, 2 BOR (begin of run), 3 EOR (end of run), plus the flags a
+                live builder sets before recording a batch, for what a replay cannot see
+                again: a refusal (REFUSALS), or a restart of the builder (RESUMED)
     4      1    stream id (daq.core.records.Stream)
     5      1    gap: why the stream lost time before this batch (daq.core.records.Loss;
                 0 = nothing lost)
@@ -62,6 +62,11 @@ REFUSALS = {
 """Refusal flags of the kind byte and why a live builder sets them: checks against the wall
 clock and run control that only the live builder can make. The batch is recorded with its
 flag, so the event builder refuses it in a replay exactly as it did live."""
+RESUMED = 0x20
+"""Flag of the first batch of its stream that a restarted builder received: what its sender
+sent before and the builder did not record died with the old builder (a sequence gap to
+declare at once, not to wait for). Recorded with the batch, so a replay does the same."""
+KIND_FLAGS = RESUMED | sum(REFUSALS)
 INCARNATION_SHIFT = 48
 """seq = incarnation << INCARNATION_SHIFT | message number."""
 HEADER = struct.Struct("<2sBBBBHIIQqqIIq")
@@ -93,6 +98,11 @@ class Batch:
     def refusal(self) -> str:
         """Why a live builder refused this batch ("" if it did not)."""
         return "; ".join(why for flag, why in REFUSALS.items() if self.kind & flag)
+
+    @property
+    def resumed(self) -> bool:
+        """The first batch of its stream after a builder restart (see RESUMED)?"""
+        return bool(self.kind & RESUMED)
 
     @property
     def incarnation(self) -> int:
@@ -162,7 +172,7 @@ def decode(parts: list) -> Batch:
         raise WireError(f"unsupported wire version {version}")
     if reserved:
         raise WireError(f"reserved header bytes are {reserved:#06x}, not 0")
-    if kind & KIND_MASK not in KIND_NAMES or kind & ~KIND_MASK & ~sum(REFUSALS):
+    if kind & KIND_MASK not in KIND_NAMES or kind & ~KIND_MASK & ~KIND_FLAGS:
         raise WireError(f"unknown message kind {kind}")
     if stream not in Stream._value2member_map_:
         raise WireError(f"unknown stream id {stream}")

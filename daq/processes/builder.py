@@ -15,6 +15,12 @@ Sockets (endpoints from the configuration):
 - PUB bound at ``network.monitor``: one JSON snapshot about once per wall second (run,
   state, pulses, rates, lost, dead time, horizon, reactor state, events per category).
 
+A builder that died is restarted (daq.control.supervisor) and told to resume the open run:
+``begin`` with ``resume`` true rebuilds the run from its raw pulses file (daq.store.rebuild:
+the event builder's state, the events file, SQL) and goes on appending to it; the first
+batch of each stream it receives is flagged RESUMED, so what died with the old builder is a
+BUILDER_RESTART gap at once.
+
 Transitions: ``rejoin`` {"run": N, "stream": name, "incarnation": k} announces that the
 sender of a stream was restarted and rejoins the open live run as incarnation k (run control
 sends it before the restarted process's begin); a batch of an incarnation never announced is
@@ -87,12 +93,14 @@ from daq.formats.wire import (
     KIND_BOR,
     REFUSED_AHEAD_OF_CLOCK,
     REFUSED_UNANNOUNCED_RESTART,
+    RESUMED,
     Batch,
     decode,
 )
 from daq.kernels.warmup import warm_up
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.filler import SpectrumFiller
+from daq.store.rebuild import rebuild, run_prefix
 from daq.store.session import make_engine
 
 log = logging.getLogger(__name__)
@@ -132,6 +140,7 @@ class RunBegin:
     reactor_on: bool | None
     variants: list[dict]
     replay: bool
+    resume: bool
 
     @classmethod
     def of(cls, transition: dict) -> RunBegin:
@@ -144,6 +153,7 @@ class RunBegin:
             reactor_on=None if reactor is None else reactor == "on",
             variants=transition.get("variants") or [{"tag": transition.get("tag", "")}],
             replay=bool(transition.get("replay", False)),
+            resume=bool(transition.get("resume", False)),
         )
 
 
@@ -179,10 +189,12 @@ class RunRecorder:
     """Pulses read before the builder advances (None: a burst of messages, BURST)."""
     raw_file: Path | None = None
 
-    def __init__(self, config: Config, engine, begin: RunBegin) -> None:
+    def __init__(
+        self, config: Config, engine, begin: RunBegin, variants: list[Variant] | None = None
+    ) -> None:
         self.run = begin.run
         self.config = config
-        self.variants = [
+        self.variants = variants or [
             self._variant(engine, v.get("tag", ""), v.get("overrides", {}), begin)
             for v in begin.variants
         ]
@@ -291,18 +303,27 @@ class LiveRecorder(RunRecorder):
     ``builder.raw_flush_interval_s``, and SQL commits every ``builder.commit_interval_s``."""
 
     def __init__(self, config: Config, engine, begin: RunBegin, data_dir: Path) -> None:
-        super().__init__(config, engine, begin)
-        prefix = data_dir / "raw" / f"run{begin.run:06d}"
-        self.raw = RawWriter(
-            prefix,
-            begin.run,
-            config.snapshot(),
-            fsync_interval_s=config.builder.raw_fsync_interval_s,
-        )
-        self.raw_file = raw_path(prefix, PULSES)
+        prefix = run_prefix(data_dir, begin.run)
+        fsync_s = config.builder.raw_fsync_interval_s
         self.clock = DaqClock(config.sim.speed, config.builder.max_clock_lead_s)
         self.incarnations: dict[int, int] = {}
         """The newest incarnation run control announced, per stream (0 if none)."""
+        self.resuming: set[int] = set()
+        """Streams whose first batch since a resume is still to come (flagged RESUMED)."""
+        if begin.resume:
+            rebuilt = rebuild(
+                config, engine, begin.run, prefix, begin.streams, begin.reactor_on, fsync_s
+            )
+            super().__init__(config, engine, begin, [Variant("", rebuilt.builder, rebuilt.filler)])
+            self.raw = rebuilt.writer
+            self.incarnations = dict(rebuilt.incarnations)
+            self.resuming = set(begin.streams)
+            if rebuilt.last_watermark_ns is not None:
+                self.clock.anchor(rebuilt.last_watermark_ns, time.monotonic())
+        else:
+            super().__init__(config, engine, begin)
+            self.raw = RawWriter(prefix, begin.run, config.snapshot(), fsync_interval_s=fsync_s)
+        self.raw_file = raw_path(prefix, PULSES)
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
         self._next_flush = now + config.builder.raw_flush_interval_s
@@ -329,6 +350,9 @@ class LiveRecorder(RunRecorder):
 
     def _screen(self, batch: Batch) -> None:
         now = time.monotonic()
+        if batch.stream in self.resuming:
+            self.resuming.discard(batch.stream)
+            batch.kind |= RESUMED
         if batch.incarnation > self.incarnations.get(batch.stream, 0):
             batch.kind |= REFUSED_UNANNOUNCED_RESTART
         if self.clock.ahead(batch.watermark_ns, now):

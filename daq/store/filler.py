@@ -19,7 +19,17 @@ from dataclasses import astuple, fields
 from functools import lru_cache
 
 import numpy as np
-from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, func, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from daq.build.increments import REACTOR_STATES, BuildUpdate, ExposureDelta, StreamDelta
@@ -150,6 +160,18 @@ class SpectrumFiller:
             self._write(conn, self._pending)
         self._committed_all()
         return True
+
+    def replace(self) -> None:
+        """Write the accumulated increments as the run's whole result under this tag, in one
+        transaction that first deletes what SQL held of it (a run rebuilt from its raw file,
+        daq.store.rebuild)."""
+        with writer(self.engine).begin() as conn:
+            run_id = self._run_id_of(conn)
+            for model in (SpectrumBin, Exposure, StreamStat, CoverageGap, ReactorInterval):
+                table = model.__table__
+                conn.execute(delete(table).where(table.c.run_id == run_id, table.c.tag == self.tag))
+            self._write(conn, self._pending)
+        self._committed_all()
 
     def _committed_all(self) -> None:
         """The pending increments are stored: count them as committed."""

@@ -41,7 +41,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(Integer, unique=True, index=True)
-    state: Mapped[str] = mapped_column(String(16), default="running")  # running|ended|error
+    state: Mapped[str] = mapped_column(String(16), default="running")  # daq.store.runs.RUN_STATES
     started_utc: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     stopped_utc: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     comment: Mapped[str] = mapped_column(Text, default="")

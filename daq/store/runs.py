@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_STATES = ("running", "ended", "error")
+RUN_STATES = ("running", "ended", "error", "recovered")
+"""``recovered``: left running by a crash, closed afterwards from its raw file."""
 QUALITIES = ("unchecked", "good", "bad")
 # Which run qualities an analysis takes: the shifter's verdict decides what counts.
 QUALITY_SELECTIONS = {
@@ -66,6 +67,13 @@ def create_run(
     session.flush()
     log.info("run %d created (config %s)", number, run.config_sha256[:12])
     return run
+
+
+def open_runs(session: Session) -> list[int]:
+    """Numbers of the runs marked running (at a system's start: left open by a crash)."""
+    return list(
+        session.scalars(select(Run.number).where(Run.state == "running").order_by(Run.number))
+    )
 
 
 def end_run(session: Session, number: int, state: str = "ended", error: str = "") -> Run:

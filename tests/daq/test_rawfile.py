@@ -381,3 +381,42 @@ def test_arrow_stream_of_someone_else_is_refused(tmp_path):
         writer.write_table(table)
     with pytest.raises(RawFileError, match=r"columns \['a'\] are not those of nudaq"):
         RawReader(path)
+
+
+@pytest.mark.parametrize("cut_fraction", [0.4, 0.93, 1.0])
+def test_a_torn_file_is_continued_after_its_last_intact_message(tmp_path, cut_fraction):
+    """A writer that died leaves a file cut anywhere (or closed, cut_fraction 1): a new writer
+    continues it after its last intact message, and the file is one intact stream again,
+    with its hash and size those of its bytes, readable by pyarrow alone."""
+    prefix = tmp_path / "run"
+    batches, _ = record_run(prefix)
+    path = raw_path(prefix, "pulses")
+    data = path.read_bytes()
+    cut = int(len(data) * cut_fraction)
+    path.write_bytes(data[:cut])
+    reader = RawReader(path)
+    kept = list(reader.iter_batches())
+    rng = np.random.default_rng(9)
+    more = [make_batch(rng, 1, 100 + i, 50) for i in range(5)]
+    writer = RawWriter(prefix, 7, CONFIG, continue_at=reader.intact_end)
+    for batch in more:
+        writer.write_batch(batch)
+        writer.flush()
+    events = make_events(rng, 20, 0)
+    writer.write_events(events)
+    pulses_info, events_info = writer.close()
+
+    again = RawReader(path)
+    got = list(again.iter_batches())
+    assert again.damage is None
+    assert len(got) == len(kept) + len(more)
+    for a, b in zip(got, [*kept, *more], strict=True):
+        assert_same_batch(a, b)
+    content = path.read_bytes()
+    assert content[: reader.intact_end] == data[: reader.intact_end]
+    assert pulses_info.bytes == len(content)
+    assert pulses_info.sha256 == hashlib.sha256(content).hexdigest()
+    table = pa.ipc.open_stream(content).read_all()
+    assert table.num_rows == sum(len(b.pulses) for b in got)
+    assert RawReader(raw_path(prefix, "events")).read_events().tobytes() == events.tobytes()
+    assert events_info.sha256 == hashlib.sha256(raw_path(prefix, "events").read_bytes()).hexdigest()

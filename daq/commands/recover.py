@@ -1,0 +1,55 @@
+"""``nudaq recover RUN``: close by hand a run that a crash left open (``nudaq up`` does it at
+start for every run still marked running)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from daq.commands.options import add_system_options, resolve
+from daq.control.lock import DataDirLock
+from daq.core.errors import RunControlError
+from daq.store.rebuild import recover_run
+from daq.store.runs import get_run
+from daq.store.session import make_engine, session_scope, upgrade_database
+
+RECOVERABLE = ("running", "error", "recovered")
+"""States of a run that was not ended cleanly (a recovered run may be recovered again: its
+SQL is brought to equal its raw file once more)."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "recover",
+        help="close a run a crash left open, from its raw file",
+        description="Rebuild a run that was not ended cleanly from its raw pulses file: close "
+        "the raw files (end marker, damage recorded), link them in SQL, bring SQL to equal "
+        "them, and mark the run recovered. Refused while a system runs on the data directory.",
+    )
+    p.add_argument("run", type=int, help="run number")
+    add_system_options(p)
+    p.add_argument("--json", action="store_true", help="print what was done as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, data_dir, db_url = resolve(args)
+    lock = DataDirLock(data_dir)
+    engine = make_engine(db_url)
+    try:
+        upgrade_database(engine)
+        with session_scope(engine, readonly=True) as session:
+            state = get_run(session, args.run).state
+        if state not in RECOVERABLE:
+            raise RunControlError(f"run {args.run} is {state}, not left open by a crash")
+        report = recover_run(config, engine, data_dir, args.run)
+    finally:
+        engine.dispose()
+        lock.release()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        damage = report["damage"] or "no damage"
+        print(f"run {args.run} recovered from {report['raw_file']}: {damage}", file=sys.stdout)
+    return 0
