@@ -213,26 +213,25 @@ class Supervisor:
 
     def _died(self, child: Child, code: int, now: float) -> None:
         child.last_exit = exit_text(code)
-        where = self.data_dir / "logs" / f"{child.name}.log"
-        what = f"process {child.name} (pid {child.pid}) {child.last_exit}; see {where}"
+        what = f"process {child.name} (pid {child.pid}) {child.last_exit}"
+        where = f"see {self.data_dir / 'logs' / (child.name + '.log')}"
         if child.popen.stdout:
             child.popen.stdout.close()
         if not child.restartable:
-            raise RunControlError(what)
+            raise RunControlError(f"{what}; {where}")
         window = self.policy.crash_loop_window_s
         while child.restarts and child.restarts[0] < now - window:
             child.restarts.popleft()
-        if len(child.restarts) + 1 >= self.policy.crash_loop_restarts:
+        deaths = len(child.restarts) + 1
+        if deaths >= self.policy.crash_loop_restarts:
             child.restart_due = math.inf  # given up
-            raise CrashLoop(
-                f"{what}: {len(child.restarts) + 1} deaths within {window:g} s, a crash loop"
-            )
+            raise CrashLoop(f"{what}, {deaths} deaths within {window:g} s: a crash loop; {where}")
         backoff = min(
             self.policy.restart_backoff_s * 2 ** len(child.restarts), self.policy.max_backoff_s
         )
         child.restart_due = now + backoff
-        log.error("%s; restarting it in %.1f s", what, backoff)
-        self.on_event(Event("died", child, f"{child.last_exit}", clean=code == 0))
+        log.error("%s; restarting it in %.1f s; %s", what, backoff, where)
+        self.on_event(Event("died", child, child.last_exit, clean=code == 0))
 
     def _restart(self, child: Child, now: float) -> None:
         child.restarts.append(now)
