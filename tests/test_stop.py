@@ -212,9 +212,12 @@ def filling_config() -> Config:
     return config
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_a_signal_to_nudaq_up_ends_the_run_cleanly(data_dir, signum):
-    """SIGTERM is Ctrl-C: the run ends through run control, then every process stops."""
+    """SIGTERM and SIGHUP are Ctrl-C: the run ends through run control, then every process
+    stops."""
     up, children = start(data_dir, base_config())
     time.sleep(RUN_S)
     up.send_signal(signum)

@@ -14,7 +14,7 @@ from pathlib import Path
 from daq.commands.options import add_system_options, resolve
 from daq.control.lock import DataDirLock
 from daq.control.runcontrol import RunControl
-from daq.control.supervisor import CrashLoop, Event, Supervisor
+from daq.control.supervisor import CrashLoop, Event, Supervisor, stop_signals_ignored
 from daq.core.config import SHIFTER_TOKEN_ENV, Config
 from daq.core.errors import RunControlError
 from daq.core.records import DATA_STREAM_NAMES
@@ -270,7 +270,8 @@ def _stop_on_signal(rc: RunControl, sup: Supervisor) -> tuple[dict | None, int]:
         return None, 0
     reason = "stop interrupted by a second signal: each process ends the run itself as it stops"
     print(f"nudaq up: {reason}", file=sys.stderr)
-    rc.fail(reason)
+    with stop_signals_ignored():  # a third signal must not cut short the record of the failure
+        rc.fail(reason)
     return None, 130
 
 
