@@ -578,8 +578,10 @@ _EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 
 def _email_address(value: object) -> str:
     """An e-mail address (something@somewhere)."""
-    if not isinstance(value, str) or not _EMAIL_ADDRESS.fullmatch(value):
-        raise _error("email", f"{_shown(value)} is not an e-mail address (name@host)")
+    if not isinstance(value, str):
+        raise _error("email", f"must be a string, not {_shown(value)}")
+    if not _EMAIL_ADDRESS.fullmatch(value):
+        raise _error("email", f"{value!r} is not an e-mail address (name@host)")
     return value
 
 
@@ -661,7 +663,7 @@ class Alarm(_Section):
             raise Invalid(
                 "rate_clear_p_value",
                 f"{self.rate_clear_p_value:g} must be above {{0}} ({self.rate_p_value:g}):"
-                " an alarm would clear while still raised",
+                " an alarm would clear as soon as it is raised",
                 "rate_p_value",
             )
         return self

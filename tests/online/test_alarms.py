@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
+import tomllib
 
 import numpy as np
 import pytest
 import zmq
 from sqlalchemy import select
 
-from daq.control.runcontrol import RunControl, request
+from daq.control.runcontrol import request
 from daq.core.config import Alarm as AlarmConfig
-from daq.core.config import Config
+from daq.core.config import Config, parse_config
+from daq.core.errors import ConfigError
 from daq.store.models import Alarm, LogbookEntry
 from daq.store.session import session_scope
 from online.monitoring import monitor as monitor_module
@@ -26,6 +27,7 @@ from online.monitoring.alarms import (
 )
 from online.monitoring.expected import ExpectedRate
 from online.monitoring.monitor import Monitor, counters
+from tests.servers import serving_run_control
 
 P_VALUE = 1e-4
 WINDOW_S = 60.0
@@ -342,6 +344,43 @@ def test_a_new_run_restarts_the_rate_history():
     assert ev.evaluate(nxt) == []
 
 
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        (
+            "disk_low_GB = 0.4",
+            "key 'alarms.disk_critical_GB': 0.5 GB must be below alarms.disk_low_GB (0.4 GB)",
+        ),
+        (
+            "disk_critical_GB = 2.0",
+            "key 'alarms.disk_critical_GB': 2 GB must be below alarms.disk_low_GB (1 GB)",
+        ),
+        (
+            "rate_clear_p_value = 1e-5",
+            "key 'alarms.rate_clear_p_value': 1e-05 must be above alarms.rate_p_value (0.0001)",
+        ),
+        ("rate_tolerance = 1.0", "key 'alarms.rate_tolerance'"),
+        ("[alarms.expected_hz]\nacv = -1", "key 'alarms.expected_hz.acv'"),
+        (
+            "[alarms.email]\nhost = 'smtp.example.org'",
+            "key 'alarms.email.recipients': is empty while alarms.email.host is set",
+        ),
+        (
+            "[alarms.email]\nrecipients = ['shift']",
+            "key 'alarms.email.recipients.0': 'shift' is not an e-mail address",
+        ),
+        (
+            "[alarms.webhook]\nurl = 'ftp://example.org/x'",
+            "key 'alarms.webhook.url': 'ftp://example.org/x' is not an http:// or https:// URL",
+        ),
+    ],
+)
+def test_alarm_settings_are_checked_naming_the_key(text, error):
+    with pytest.raises(ConfigError) as err:
+        parse_config(tomllib.loads(f"[alarms]\n{text}\n"), "alarms.toml")
+    assert f"alarms.toml: {error}" in str(err.value)
+
+
 def test_condition_table_names_every_condition():
     """The shifter's table lists every condition the evaluator raises, with its threshold."""
     config = AlarmConfig(disk_critical_GB=0.25)
@@ -428,30 +467,15 @@ def test_no_run_control_alarm_while_it_is_busy_at_a_cold_start(db_engine, data_d
     (the old monitor raised it on its first unanswered request, 1 in 15 cold starts); run
     control that never answers still is, after the start-up grace."""
     config = Config()
-    rc = RunControl(config, data_dir, db_engine)
-    rc.participants = ()
-    stop = threading.Event()
-
-    def serve_late():
-        stop.wait(3.0)  # busy starting the processes and the run
-        while not stop.is_set():
-            rc.pump(20)
-            rc.serve_request()
-
-    thread = threading.Thread(target=serve_late, daemon=True)
     monitor = Monitor(config, data_dir, db_engine)
-    thread.start()
     try:
-        steps = [monitor.step() for _ in range(3)]
-        assert monitor.status is not None  # it answered in the end
+        with serving_run_control(db_engine, data_dir, delay_s=3.0):
+            steps = [monitor.step() for _ in range(3)]
+            assert monitor.status is not None  # it answered in the end
         assert all("runcontrol" not in names(active) for active in steps)
     finally:
-        stop.set()
-        thread.join(5)
         monitor.close()
-        rc.close()
-    # run control that never answers: reported once the grace is over
-    monitor = Monitor(config, data_dir, db_engine)
+    monitor = Monitor(config, data_dir, db_engine)  # run control never answers
     try:
         assert "runcontrol" not in names(monitor.step())
         monkeypatch.setattr(monitor_module, "STARTUP_GRACE_S", 1.0)
