@@ -92,7 +92,8 @@ def counters(snap: dict, obs: Observation) -> None:
         uncovered = snap.get("uncovered_s", {})
         for s in DATA_STREAM_NAMES:
             obs.progress[s] = complete.get(s, -1)
-            if s in pulses and complete.get(s, -1) > 0:
+            if complete.get(s, -1) > 0:  # the stream covers time: a dead one counts 0 pulses
+                obs.counters[s] = int(pulses.get(s, 0))
                 obs.counter_s[s] = complete[s] / 1e9 - uncovered.get(s, 0.0)
     if CANDIDATE in snap.get("events", {}):
         obs.counters[CANDIDATE] = int(snap["events"][CANDIDATE])

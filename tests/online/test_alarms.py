@@ -113,14 +113,15 @@ def test_silence_threshold_follows_the_configured_p_value(p_value):
     assert k == pytest.approx(np.log(1 / p_value) / (rate * (1 - config.rate_tolerance)), rel=0.3)
 
 
-def snapshot(run: int, daq_s: float, pulses: dict[str, int], **fields) -> dict:
-    """A builder snapshot of a running run whose streams are complete up to daq_s (s)."""
+def snapshot(run: int, daq_s: float, pulses: dict[str, int], streams=None, **fields) -> dict:
+    """A builder snapshot of a running run whose streams (default: those in pulses) are
+    complete up to daq_s (s)."""
     return {
         "time": daq_s,
         "state": "running",
         "run": run,
         "pulses": pulses,
-        "complete_ns": {s: int(daq_s * 1e9) for s in pulses},
+        "complete_ns": {s: int(daq_s * 1e9) for s in streams or pulses},
         "uncovered_s": dict.fromkeys(pulses, 0.0),
         "events": {"candidate": 0},
         "elapsed_s": daq_s,
@@ -161,20 +162,22 @@ def test_no_burst_when_the_tests_arm():
 
 
 def test_rate_alarms_armed_from_the_start_against_the_configured_rate():
-    """A dead AC veto and a CRV at a tenth of its rate alarm (critical) in the first seconds of
-    the run against alarms.expected_hz; the HPGe without an expected rate waits for its own
+    """A dead AC veto (its heartbeats come, no pulse yet: the builder lists no AC pulses at
+    all) and a CRV at a tenth of its rate alarm (critical) in the first seconds of the run
+    against alarms.expected_hz; the HPGe without an expected rate waits for its own
     reference period. (The old test could not fire in the first ten windows.)"""
     config = AlarmConfig(rate_window_s=WINDOW_S, rate_p_value=P_VALUE)
     config.expected_hz.acv = 1000.0
     config.expected_hz.crv = 300.0
     ev = AlarmEvaluator(config, ("builder",))
     rng = np.random.default_rng(2)
-    pulses = {"hpge": 0, "acv": 0, "crv": 0}
+    pulses = {"hpge": 0, "crv": 0}
     active = []
     for k in range(1, 4):
         pulses["hpge"] += int(rng.poisson(0.2))
         pulses["crv"] += int(rng.poisson(30.0))
-        active = ev.evaluate(observed(float(k), snapshot(3, 100.0 + k, dict(pulses))))
+        snap = snapshot(3, 100.0 + k, dict(pulses), streams=("hpge", "acv", "crv"))
+        active = ev.evaluate(observed(float(k), snap))
     assert {c.name: c.severity for c in active} == {
         "rate_low:acv": "critical",
         "rate_low:crv": "critical",
