@@ -53,6 +53,8 @@ KUO_SHENG_POWER_MW = 2900.0
 and the default of the planning tools."""
 SHIFTER_TOKEN_ENV = "NUDAQ_SHIFTER_TOKEN"
 """The web shifter token, when not in the configuration (never stored with runs)."""
+SMTP_PASSWORD_ENV = "NUDAQ_SMTP_PASSWORD"
+"""The password of the alarm e-mails' SMTP login (the configuration holds only the user)."""
 EXAMPLE_CONFIG = Path(__file__).parent / "configs" / "kuosheng.toml"
 
 MAX_BINS = 100_000

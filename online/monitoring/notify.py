@@ -34,14 +34,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
+from daq.core.config import SMTP_PASSWORD_ENV, Email
 from daq.core.config import Alarm as AlarmConfig
-from daq.core.config import Email
 from online.monitoring.alarms import Condition
 
 log = logging.getLogger(__name__)
 
-SMTP_PASSWORD_ENV = "NUDAQ_SMTP_PASSWORD"
-"""The SMTP login's password (the configuration holds only the user name)."""
 QUEUE_LIMIT = 1000
 """Notifications waiting per channel; beyond, new ones are dropped (logged)."""
 

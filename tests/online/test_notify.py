@@ -6,11 +6,11 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from daq.core.config import SMTP_PASSWORD_ENV, Config
 from daq.core.config import Alarm as AlarmConfig
-from daq.core.config import Config
 from online.monitoring.alarms import Condition
 from online.monitoring.monitor import Monitor
-from online.monitoring.notify import SMTP_PASSWORD_ENV, Notifier
+from online.monitoring.notify import Notifier
 from tests.servers import free_port, wait_for
 
 RAISED = datetime(2026, 3, 1, 3, 0, 7, 250000, tzinfo=UTC)
