@@ -53,6 +53,8 @@ KUO_SHENG_POWER_MW = 2900.0
 and the default of the planning tools."""
 SHIFTER_TOKEN_ENV = "NUDAQ_SHIFTER_TOKEN"
 """The web shifter token, when not in the configuration (never stored with runs)."""
+SMTP_PASSWORD_ENV = "NUDAQ_SMTP_PASSWORD"
+"""The password of the alarm e-mails' SMTP login (the configuration holds only the user)."""
 EXAMPLE_CONFIG = Path(__file__).parent / "configs" / "kuosheng.toml"
 
 MAX_BINS = 100_000
@@ -567,15 +569,113 @@ class Sim(_Section):
         self.reactor = [ReactorPeriod(start_s=0, power_MW=power)]
 
 
-class Alarm(_Section):
-    """Alarm thresholds (used by monitoring)."""
+_ExpectedHz = Annotated[Float, Field(ge=0, le=MAX_RATE_HZ, description="Hz; 0 = unknown")]
 
-    silent_stream_s: Float = Field(10.0, gt=0)
-    rate_window_s: Float = Field(60.0, gt=0)
-    rate_p_value: Float = Field(1e-4, gt=0, lt=1)
+
+class ExpectedRates(_Section):
+    """Expected rates of the counters under the rate test (Hz of DAQ time); 0 = unknown, then
+    taken from recent good runs, else measured in the run itself (online.monitoring.alarms)."""
+
+    hpge: _ExpectedHz = 0.0
+    acv: _ExpectedHz = 0.0
+    crv: _ExpectedHz = 0.0
+    candidate: _ExpectedHz = 0.0
+
+
+_EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def _email_address(value: object) -> str:
+    """An e-mail address (something@somewhere)."""
+    if not isinstance(value, str):
+        raise _error("email", f"must be a string, not {_shown(value)}")
+    if not _EMAIL_ADDRESS.fullmatch(value):
+        raise _error("email", f"{value!r} is not an e-mail address (name@host)")
+    return value
+
+
+EmailAddress = Annotated[str, BeforeValidator(_email_address)]
+
+
+class Email(_Section):
+    """Critical alarms by e-mail over SMTP (online.monitoring.notify); off while host is empty.
+    The login password is never in the configuration: it is $NUDAQ_SMTP_PASSWORD."""
+
+    host: Host = Field("", description="SMTP server; empty = no e-mail")
+    port: Int = Field(25, ge=1, le=65535)
+    sender: EmailAddress = "nudaq@localhost"
+    recipients: list[EmailAddress] = Field(default_factory=list, max_length=100)
+    starttls: Bool = Field(False, description="STARTTLS before the login and the message")
+    username: Str = Field("", description="SMTP login (password: env NUDAQ_SMTP_PASSWORD)")
+
+    @model_validator(mode="after")
+    def _addressed(self) -> Email:
+        if self.host and not self.recipients:
+            raise Invalid("recipients", "is empty while {0} is set: nobody would be told", "host")
+        return self
+
+
+def _http_url(value: object) -> str:
+    """Empty, or an http:// or https:// URL with a host."""
+    if not isinstance(value, str):
+        raise _error("url", f"must be a string, not {_shown(value)}")
+    if value and not re.fullmatch(r"https?://[^/\s?#]+[^\s]*", value):
+        raise _error("url", f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+class Webhook(_Section):
+    """Critical alarms POSTed as JSON to a URL (online.monitoring.notify); off while empty."""
+
+    url: Annotated[str, BeforeValidator(_http_url)] = Field(
+        "", description="http(s) URL; empty = no webhook"
+    )
+
+
+class Alarm(_Section):
+    """Alarm thresholds (used by monitoring; online.monitoring.alarms explains each)."""
+
+    silent_stream_s: Float = Field(10.0, gt=0, description="wall s")
+    rate_window_s: Float = Field(60.0, gt=0, description="s of DAQ time")
+    rate_p_value: Float = Field(1e-4, gt=0, lt=1, description="a rate alarm is raised below")
+    rate_clear_p_value: Float = Field(
+        0.01, gt=0, lt=1, description="and cleared at or above (> rate_p_value)"
+    )
+    rate_tolerance: Float = Field(
+        0.1, ge=0, lt=1, description="relative deviation from the expected rate that is no alarm"
+    )
+    reference_runs: Int = Field(
+        5, ge=0, le=1000, description="recent good runs giving unknown expected rates (0 = none)"
+    )
     ln2_low_pct: Float = Field(20.0, ge=0, le=100)
     hv_min_V: Float = Field(2500.0, ge=0, le=MAX_HV_V)
     disk_low_GB: Float = Field(1.0, ge=0)
+    disk_critical_GB: Float = Field(
+        0.5, ge=0, description="below disk_low_GB; the builder stops the run at this floor"
+    )
+    notify_attempts: Int = Field(3, ge=1, le=100, description="tries per notification")
+    notify_retry_s: Float = Field(30.0, gt=0, le=3600, description="wall s between tries")
+    notify_timeout_s: Float = Field(10.0, gt=0, le=300, description="of one try (wall s)")
+    expected_hz: ExpectedRates = Field(default_factory=ExpectedRates)
+    email: Email = Field(default_factory=Email)
+    webhook: Webhook = Field(default_factory=Webhook)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Alarm:
+        if self.disk_critical_GB >= self.disk_low_GB:
+            raise Invalid(
+                "disk_critical_GB",
+                f"{self.disk_critical_GB:g} GB must be below {{0}} ({self.disk_low_GB:g} GB)",
+                "disk_low_GB",
+            )
+        if self.rate_clear_p_value <= self.rate_p_value:
+            raise Invalid(
+                "rate_clear_p_value",
+                f"{self.rate_clear_p_value:g} must be above {{0}} ({self.rate_p_value:g}):"
+                " an alarm would clear as soon as it is raised",
+                "rate_p_value",
+            )
+        return self
 
 
 _Energy = Annotated[Float, Field(ge=0)]

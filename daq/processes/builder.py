@@ -663,6 +663,7 @@ class BuilderProcess:
             "state": "ending" if self.ending else "running",
             "run": recorder.run,
             "pulses": s["pulses"],
+            "complete_ns": s["complete_ns"],
             "rates_hz": rates,
             "lost": s["lost"],
             "dead_ns": s["dead_ns"],

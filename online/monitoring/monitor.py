@@ -5,15 +5,19 @@ starts it).
 
 About once per second it builds an ``online.monitoring.alarms.Observation`` from run control's
 status (``daq.control.runcontrol.request``), the builder's monitor snapshots (SUB on
-``network.monitor``), the newest slow-control readings in SQL and the free space of the data
-directory, evaluates the alarm conditions and records raised and cleared alarms in SQL with
-automatic logbook entries (``online.monitoring.alarms.sync_alarms``). Run control may be busy for
-seconds during a transition, so a missing answer counts as "unreachable" only after
-``silent_stream_s``.
+``network.monitor``), the newest slow-control readings in SQL, the free space of the data
+directory and the state of its own database writes, and evaluates the alarm conditions. Changes
+go to ``online.monitoring.record.AlarmRecord`` (SQL with automatic logbook entries, written by a
+thread and kept in memory through a database outage) and raised critical alarms to
+``online.monitoring.notify.Notifier`` (e-mail, webhook; also threads): the loop itself waits on
+neither. Run control answers only between transitions, and at a cold start only once it has
+started every process and begun the run, so a missing answer counts as "unreachable" only after
+``silent_stream_s`` without one, or ``STARTUP_GRACE_S`` before its first answer (counted from
+the monitor's start).
 
-Every ``analysis.interval_s`` while a run is going it runs the live analysis
-(online.analysis.live.record_live_analysis) in a worker thread, one at a time; it records its
-result in ``analysis_history``.
+Every ``analysis.interval_s`` while a run is going and the database is available it runs the
+live analysis (online.analysis.live.record_live_analysis) in a worker thread, one at a time; it
+records its result in ``analysis_history``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import zmq
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from daq.control.observer import SnapshotSubscriber
 from daq.control.runcontrol import BEGIN_ORDER, request
@@ -39,12 +44,19 @@ from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.store.models import SlowControlReading
 from daq.store.session import make_engine, session_scope, upgrade_database
 from online.analysis.live import record_live_analysis
-from online.monitoring.alarms import AlarmEvaluator, Condition, Observation, sync_alarms
+from online.monitoring.alarms import AlarmEvaluator, Condition, Observation
+from online.monitoring.expected import CANDIDATE, ExpectedRate, from_good_runs
+from online.monitoring.notify import Notifier
+from online.monitoring.record import AlarmRecord
 
 log = logging.getLogger(__name__)
 
 LOOP_S = 1.0
 STATUS_TIMEOUT_S = 2.0
+STARTUP_GRACE_S = 30.0
+"""Wall s from the monitor's start that run control and the processes have to appear."""
+DB_RETRY_S = 5.0
+"""Wall s between attempts to write alarm changes while the database is unavailable."""
 SLOW_CONTROL_STALE_S = 300.0
 """Slow-control readings older than this are not used for alarms (wall s)."""
 HV_QUANTITY = "hv_V"
@@ -66,23 +78,69 @@ def latest_reading(session, quantity: str, max_age_s: float) -> float | None:
     return row.value if age <= max_age_s else None
 
 
-class Monitor:
-    """One monitoring loop over a running system."""
+def counters(snap: dict, obs: Observation) -> None:
+    """Fill the observation's counters, the DAQ seconds they covered, and each stream's
+    progress from a builder snapshot of the current run.
 
-    def __init__(self, config: Config, data_dir: Path, engine: Engine, ctx=None) -> None:
+    A stream counts over its complete time less its uncovered time; candidates over the HPGe
+    elapsed time less the exposure's uncovered time (online.monitoring.expected).
+    """
+    pulses = snap.get("pulses", {})
+    obs.counters = {s: int(pulses[s]) for s in DATA_STREAM_NAMES if s in pulses}
+    complete = snap.get("complete_ns")
+    if complete is not None:
+        uncovered = snap.get("uncovered_s", {})
+        for s in DATA_STREAM_NAMES:
+            obs.progress[s] = complete.get(s, -1)
+            if complete.get(s, -1) > 0:  # the stream covers time: a dead one counts 0 pulses
+                obs.counters[s] = int(pulses.get(s, 0))
+                obs.counter_s[s] = complete[s] / 1e9 - uncovered.get(s, 0.0)
+    if CANDIDATE in snap.get("events", {}):
+        obs.counters[CANDIDATE] = int(snap["events"][CANDIDATE])
+        if "elapsed_s" in snap:
+            obs.counter_s[CANDIDATE] = snap["elapsed_s"] - snap.get("exposure_uncovered_s", 0.0)
+
+
+class Monitor:
+    """One monitoring loop over a running system.
+
+    ``db_retry_s``: wall s between writes of alarm changes while the database is unavailable.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        engine: Engine,
+        ctx=None,
+        db_retry_s: float = DB_RETRY_S,
+    ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.engine = engine
         ctx = ctx or zmq.Context.instance()
         self.snapshots = SnapshotSubscriber(ctx, config.endpoint("monitor", data_dir))
         self.control = ControlClient(ctx, config.endpoint("transitions", data_dir), "monitor")
-        self.evaluator = AlarmEvaluator(config.alarms, BEGIN_ORDER)
-        self._recorded: list[Condition] | None = None
+        self.evaluator = AlarmEvaluator(
+            config.alarms, BEGIN_ORDER, STARTUP_GRACE_S, history=self._good_runs
+        )
+        self.record = AlarmRecord(engine, db_retry_s)
+        self.notifier = Notifier(config.alarms)
         self.status: dict | None = None
-        self.status_at = -float("inf")
+        self.status_at = time.monotonic()
+        self.slow_control: tuple[float | None, float | None] = (None, None)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="live-analysis")
         self._analysis_job: Future | None = None
         self._next_analysis = time.monotonic() + config.analysis.interval_s
+
+    def _good_runs(self, run: int | None) -> dict[str, ExpectedRate]:
+        """Expected rates from earlier good runs; none while the database is unavailable."""
+        try:
+            with session_scope(self.engine, readonly=True) as session:
+                return from_good_runs(session, run, self.config.alarms)
+        except SQLAlchemyError as err:
+            log.warning("expected rates of earlier runs unknown (database): %s", err)
+            return {}
 
     def _run_control(self, now: float) -> dict | None:
         """Run control's status; the previous one while it is briefly busy; None if gone."""
@@ -90,26 +148,40 @@ class Monitor:
             self.status = request(self.config, self.data_dir, "status", timeout_s=STATUS_TIMEOUT_S)
             self.status_at = now
         except NudaqError as err:
-            if now - self.status_at > self.config.alarms.silent_stream_s:
+            limit = self.config.alarms.silent_stream_s if self.status else STARTUP_GRACE_S
+            if now - self.status_at > limit:
                 log.debug("run control does not answer: %s", err)
                 return None
-        return self.status
+        return self.status or {"state": "starting"}
+
+    def _slow_control(self) -> tuple[float | None, float | None]:
+        """(HV in V, LN2 in %), as last read while the database cannot be read."""
+        if self.record.database_error:
+            return self.slow_control
+        try:
+            with session_scope(self.engine, readonly=True) as session:
+                self.slow_control = (
+                    latest_reading(session, HV_QUANTITY, SLOW_CONTROL_STALE_S),
+                    latest_reading(session, LN2_QUANTITY, SLOW_CONTROL_STALE_S),
+                )
+        except SQLAlchemyError as err:
+            log.debug("slow control not read: %s", err)
+        return self.slow_control
 
     def observe(self) -> Observation:
         """What the system looks like now."""
         self.snapshots.drain()
         self.control.acknowledge_pending()
         now = time.monotonic()
+        database_error = self.record.database_error
         rc = self._run_control(now)
         if rc is None:
-            return Observation(time_s=now, state="unreachable")
+            return Observation(time_s=now, state="unreachable", database_error=database_error)
         if self.snapshots.received_at is not None:
             snap = self.snapshots.latest
         else:
             snap = rc.get("monitor") or {}
-        with session_scope(self.engine, readonly=True) as session:
-            hv = latest_reading(session, HV_QUANTITY, SLOW_CONTROL_STALE_S)
-            ln2 = latest_reading(session, LN2_QUANTITY, SLOW_CONTROL_STALE_S)
+        hv, ln2 = self._slow_control()
         obs = Observation(
             time_s=now,
             state=rc.get("state", "unknown"),
@@ -119,14 +191,12 @@ class Monitor:
             hv_V=hv,
             ln2_pct=ln2,
             disk_free_GB=shutil.disk_usage(self.data_dir).free / 1e9,
+            database_error=database_error,
         )
         if "time" in snap:
             obs.progress["snapshot"] = snap["time"]
         if snap.get("state") == "running" and snap.get("run") == obs.run:
-            pulses = snap.get("pulses", {})
-            obs.counters = {s: int(pulses[s]) for s in DATA_STREAM_NAMES if s in pulses}
-            if "candidate" in snap.get("events", {}):
-                obs.counters["candidate"] = int(snap["events"]["candidate"])
+            counters(snap, obs)
             obs.lost = {
                 s: int(v) for s, v in snap.get("lost", {}).items() if s in DATA_STREAM_NAMES
             }
@@ -135,19 +205,19 @@ class Monitor:
         return obs
 
     def step(self) -> list[Condition]:
-        """Observe, evaluate, record alarm changes; start the live analysis when it is due."""
+        """Observe, evaluate, queue alarm changes and notify raised critical alarms; start the
+        live analysis when it is due."""
         obs = self.observe()
         active = self.evaluator.evaluate(obs)
-        if active != self._recorded:
-            with session_scope(self.engine) as session:
-                sync_alarms(session, active, obs.run)
-            self._recorded = active
+        now = datetime.now(UTC)
+        for condition in self.record.update(active, obs.run, now):
+            self.notifier.notify(condition, now, obs.run)
         self._maybe_analyse(obs)
         return active
 
     def _maybe_analyse(self, obs: Observation) -> None:
         now = time.monotonic()
-        if now < self._next_analysis or obs.state != "running":
+        if now < self._next_analysis or obs.state != "running" or obs.database_error:
             return
         if self._analysis_job is not None and not self._analysis_job.done():
             return
@@ -173,8 +243,11 @@ class Monitor:
             time.sleep(max(0.0, LOOP_S - (time.monotonic() - started)))
 
     def close(self) -> None:
-        """Wait for a running analysis, close the sockets."""
+        """Wait for a running analysis, write what the record holds, send what is queued,
+        close the sockets."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self.record.close()
+        self.notifier.close()
         self.snapshots.close()
         self.control.close()
 

@@ -1,16 +1,15 @@
-"""Fixtures of the online tests: a short data directory and a real run control in a thread."""
+"""Fixtures of the online tests: a short data directory, a real run control in a thread, and
+local SMTP and HTTP servers that record the alarm notifications they receive."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
-from daq.control.runcontrol import RunControl
-from daq.core.config import Config
+from tests.servers import SmtpServer, WebhookServer, serving_run_control
 
 
 @pytest.fixture
@@ -25,19 +24,22 @@ def data_dir():
 @pytest.fixture
 def run_control(db_engine, data_dir):
     """A real run control with no DAQ processes, serving requests in a thread."""
-    config = Config()
-    rc = RunControl(config, data_dir, db_engine)
-    rc.participants = ()
-    stop = threading.Event()
+    with serving_run_control(db_engine, data_dir) as rc:
+        yield rc
 
-    def serve():
-        while not stop.is_set():
-            rc.pump(20)
-            rc.serve_request()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield rc
-    stop.set()
-    thread.join(5)
-    rc.close()
+@pytest.fixture
+def webhook_server():
+    """A local HTTP server recording the webhook's POSTs."""
+    server = WebhookServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp_server():
+    """A local SMTP server recording the messages it is sent."""
+    pytest.importorskip("aiosmtpd", reason="aiosmtpd (the test extra) is not installed")
+    server = SmtpServer()
+    yield server
+    server.close()
