@@ -31,7 +31,8 @@
       el("td", {}, a.acked_utc ? `${time(a.acked_utc)} by ${a.acked_by}` : "–"),
       el("td", {}, time(a.cleared_utc)),
       el("td", {}, a.acked_utc || a.cleared_utc ? null :
-        el("button", { class: "ack", "data-alarm": a.id, onclick: () => ack(a) }, "Acknowledge")));
+        el("button", { class: "ack", "data-alarm": a.id, shifter: true, onclick: () => ack(a) },
+          "Acknowledge")));
   }
 
   async function load() {

@@ -33,7 +33,8 @@
       el("td", {}, r.quality_reason || "–"),
       el("td", {}, r.in_analysis ? "yes" : "–"),
       el("td", { class: "nowrap" }, choice, " ", reason, " ",
-        el("button", { onclick: () => mark(r.number, choice.value, reason.value) }, "Save")));
+        el("button", { shifter: true, onclick: () => mark(r.number, choice.value, reason.value) },
+          "Save")));
   }
 
   async function load() {
