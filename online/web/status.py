@@ -98,7 +98,7 @@ def read_sql(session) -> SqlView:
 
 def _alarms_note(rc: dict | None, monitor_up: bool, sql: SqlView) -> str:
     if rc is None:
-        return "run control does not answer: whether the monitor runs is unknown"
+        return "run control does not answer, so the monitor cannot be seen"
     if not monitor_up:
         return "the monitor is not connected to run control"
     if not sql.ok:

@@ -45,13 +45,14 @@
     document.getElementById("snapshot-age").textContent = st.snapshot_utc ?
       `${clockTime(st.snapshot_utc)} · ${ago(st.snapshot_utc)}` : "none received";
     setAge("streams-age", st.snapshot_utc, st);
+    const known = (text) => (st.snapshot_utc ? text : "–");  /* nothing from the builder yet */
     document.getElementById("stream-rows").replaceChildren(...st.streams.map((s) =>
       el("tr", {},
         el("td", {}, s.name),
-        el("td", { class: "num", id: `rate-${s.name}` }, rate(s.rate_hz)),
-        el("td", { class: "num", id: `pulses-${s.name}` }, s.pulses.toLocaleString("en-US")),
-        el("td", { class: `num${s.lost ? " error-text" : ""}`, id: `lost-${s.name}` }, s.lost),
-        el("td", { class: "num", id: `uncovered-${s.name}` }, num(s.uncovered_s, 3)))));
+        el("td", { class: "num", id: `rate-${s.name}` }, known(rate(s.rate_hz))),
+        el("td", { class: "num", id: `pulses-${s.name}` }, known(s.pulses.toLocaleString("en-US"))),
+        el("td", { class: `num${s.lost ? " error-text" : ""}`, id: `lost-${s.name}` }, known(s.lost)),
+        el("td", { class: "num", id: `uncovered-${s.name}` }, known(num(s.uncovered_s, 3))))));
     const events = Object.entries(st.events).map(([k, v]) => `${k} ${v}`).join(" · ");
     document.getElementById("events").textContent = events || "–";
     const unknown = document.getElementById("alarms-unknown");
