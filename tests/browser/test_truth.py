@@ -91,3 +91,12 @@ def test_dead_database_shows_the_banner_and_the_live_part(dead_database_web, pag
     screenshot(page, "overview-database-unavailable")
     page.goto(dead_database_web + "spectra")
     expect(page.locator("#db-banner")).to_be_visible()
+
+
+@pytest.mark.parametrize("path", ["alarms", "logbook", "quality", "trends"])
+def test_every_page_says_database_unavailable(dead_database_web, page, path):
+    """The pages that read SQL show the banner, and their failed loads raise no JavaScript
+    error (the page fixture fails on one)."""
+    page.goto(dead_database_web + path)
+    expect(page.locator("#db-banner")).to_be_visible()
+    expect(page.locator("#statusbar")).to_contain_text("run")

@@ -17,7 +17,7 @@
     } catch (err) {
       show(`refused: ${err.message}`, false);
     }
-    load();
+    reload();
   }
 
   function row(a) {
@@ -44,6 +44,5 @@
   }
 
   NUDAQ.onSession((s) => { document.getElementById("readonly-note").hidden = s.logged_in; });
-  load();
-  setInterval(load, 5000);
+  const reload = NUDAQ.every(5000, load);
 })();

@@ -243,6 +243,15 @@ const NUDAQ = (() => {
     setInterval(() => { if (lastStatus && Date.now() - receivedAt > 1500) show(lastStatus); }, 1000);
   }
 
+  /* run load now and every ms (once if 0); a failure leaves the page as it was, the banners
+     say why; returns the runner for reloads */
+  function every(ms, load) {
+    const run = () => load().catch((err) => console.warn(err.message));
+    run();
+    if (ms) setInterval(run, ms);
+    return run;
+  }
+
   /* -- plots (uPlot) ---------------------------------------------------------------------- */
   /* axis tick labels that stay readable from 1e-10 to 1e6 */
   function ticks(u, splits) {
@@ -292,7 +301,7 @@ const NUDAQ = (() => {
   });
 
   return {
-    el, api, duration, span, num, rate, sci, time, clockTime, utc, age, ago, pill, plot, COLORS,
+    el, api, every, duration, span, num, rate, sci, time, clockTime, utc, age, ago, pill, plot, COLORS,
     onStatus: (fn) => { statusListeners.push(fn); if (lastStatus) fn(lastStatus); },
     onSession: (fn) => sessionListeners.push(fn),
     get session() { return session; },

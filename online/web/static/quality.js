@@ -14,7 +14,7 @@
       message.className = "message error";
       message.textContent = `refused: ${err.message}`;
     }
-    load();
+    reload();
   }
 
   function row(r) {
@@ -56,5 +56,5 @@
   }
 
   NUDAQ.onSession((s) => { document.getElementById("readonly-note").hidden = s.logged_in; });
-  load();
+  const reload = NUDAQ.every(0, load);
 })();
