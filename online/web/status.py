@@ -56,6 +56,7 @@ POWER_QUANTITY = "power_MW"
 """The slow-control quantity of the reactor thermal power (MW)."""
 MONITOR_PROCESS = "monitor"
 """The name the monitor process says hello with on the transition channel."""
+NOT_READ = "not read yet"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class SqlView:
     """What the live status reads from SQL, and whether the last read worked."""
 
     ok: bool = False
-    error: str = "not read yet"
+    error: str = NOT_READ
     read_utc: datetime | None = None
     alarms: list[AlarmOut] = field(default_factory=list)
     power_MW: float | None = None
@@ -168,10 +169,6 @@ def compose_status(
     )
 
 
-def _epoch_utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 class LiveStatus:
     """Polls run control, the builder snapshots and SQL in threads; ``latest`` is always
     ready (also before the first poll, and while the database is out), composed when asked
@@ -251,11 +248,11 @@ class LiveStatus:
                 self._schema_ready = True
             with session_scope(self.engine, readonly=True) as session:
                 view = read_sql(session)
-            if not self._sql.ok and self._sql.read_utc is not None:
+            if self._sql.error not in ("", NOT_READ):
                 log.warning("database available again")
         except OUTAGE_ERRORS as err:
             view = replace(self._sql, ok=False, error=outage_reason(err))
-            if self._sql.ok or self._sql.read_utc is None:
+            if view.error != self._sql.error:  # once per outage (and change of reason)
                 log.warning("%s: %s", UNAVAILABLE, view.error)
         with self._lock:
             self._sql = view
@@ -294,7 +291,7 @@ class LiveStatus:
             snapshot_utc = datetime.now(UTC) - timedelta(seconds=subscriber.age_s)
         held = (rc or {}).get("monitor") or {}
         if "time" in held:
-            held_utc = _epoch_utc(float(held["time"]))
+            held_utc = datetime.fromtimestamp(float(held["time"]), UTC)
             if snapshot_utc is None or held_utc > snapshot_utc:
                 snapshot, snapshot_utc = held, held_utc
         return snapshot, snapshot_utc

@@ -30,6 +30,7 @@ from daq.store.runs import add_logbook, create_run, end_run, set_quality
 from daq.store.session import session_scope
 from online.web.app import create_app
 from online.web.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from online.web.status import SqlView, compose_status
 
 TOKEN = "correct horse battery staple"
 DAY_NS = 86_400 * 10**9
@@ -493,3 +494,28 @@ def test_run_start_and_stop_through_run_control(client, db_engine, run_control):
             select(LogbookEntry.author).where(LogbookEntry.run_number == 4)
         ).all()
     assert authors.count("dave") == 2 and "run control" in authors
+
+
+# -- the live status, composed --------------------------------------------------------------------
+def test_compose_status_times_staleness_and_alarm_state():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    hour_ago = now - timedelta(hours=1)
+    sql = SqlView(ok=True, error="", read_utc=now, power_MW=2900.0, power_utc=hour_ago)
+    alone = compose_status(now, None, None, {}, None, sql, 5.0)
+    assert alone.stale and alone.last_data_utc == hour_ago
+    assert alone.power_MW == 2900.0 and alone.power_utc == hour_ago
+    assert not alone.alarms_known and "run control does not answer" in alone.alarms_note
+    rc = {"state": "running", "run": 7, "processes": ["builder", "monitor"]}
+    snapshot = {"power_MW": 2914.0, "reactor": "on", "rates_hz": {"hpge": 0.2}}
+    fresh = compose_status(now, rc, now, snapshot, now - timedelta(seconds=4), sql, 5.0)
+    assert not fresh.stale and fresh.snapshot_age_s == 4.0
+    assert fresh.power_MW == 2914.0 and fresh.power_utc == now - timedelta(seconds=4)
+    assert fresh.alarms_known and fresh.monitor_up and fresh.alarms_note == ""
+    old = compose_status(now, rc, now, snapshot, now - timedelta(seconds=6), sql, 5.0)
+    assert old.stale and old.last_data_utc == now - timedelta(seconds=6)
+    no_monitor = compose_status(now, {**rc, "processes": ["builder"]}, now, {}, None, sql, 5.0)
+    assert not no_monitor.alarms_known and "monitor is not connected" in no_monitor.alarms_note
+    down = SqlView(ok=False, error="database is locked", read_utc=hour_ago)
+    blind = compose_status(now, rc, now, snapshot, now, down, 5.0)
+    assert not blind.database_ok and blind.database_utc == hour_ago
+    assert blind.alarms_note == "database unavailable: database is locked"

@@ -92,6 +92,7 @@ def logbook_count(engine) -> int:
         return session.scalar(select(func.count()).select_from(LogbookEntry))
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sqlite_locked_beyond_the_busy_timeout(db_engine, db_url, data_dir, run_control):
     """WAL readers go on while another connection holds the write lock: the reads answer,
@@ -208,9 +209,12 @@ class Relay:
         self.cut()
 
 
+@pytest.mark.faults
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_postgres_cut_off_and_back(db_engine, db_url, data_dir, run_control):
+    """Detected (status and 503s), reported (the reason), recovered (all works again on the
+    same engine), nothing lost (the refused writes changed nothing, the later ones are in)."""
     config = web_config()
     fill(db_engine, config)
     relay = Relay(("127.0.0.1", 5432))
@@ -220,11 +224,14 @@ def test_postgres_cut_off_and_back(db_engine, db_url, data_dir, run_control):
         with TestClient(create_app(config, data_dir, engine, TOKEN, poll_s=0.1)) as client:
             headers = login(client)
             wait_for(lambda: client.get("/api/status").json()["database_ok"], 10)
+            before = logbook_count(db_engine)
             relay.cut()
             assert_outage(client, headers)
             assert client.get("/api/status").json()["reachable"] is True  # live goes on
+            assert logbook_count(db_engine) == before
             relay.restore()
             assert_working(client, headers)
+            assert logbook_count(db_engine) == before + 3  # entry, acknowledgement, quality
     finally:
         engine.dispose()
         relay.close()

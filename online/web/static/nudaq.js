@@ -57,7 +57,8 @@ const NUDAQ = (() => {
     }
     if (response.status === 401 && method !== "GET" && session.logged_in) loggedOut();
     if (!response.ok) {
-      let detail = data && (data.error === UNAVAILABLE ? `${data.error}: ${data.detail}` : (data.detail ?? data.error));
+      let detail = data && (data.detail ?? data.error);
+      if (data?.error === UNAVAILABLE) detail = `${UNAVAILABLE}: ${data.detail}`;
       if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
       const err = new Error(`${response.status}: ${detail || response.statusText}`);
       err.status = response.status;
@@ -123,7 +124,10 @@ const NUDAQ = (() => {
     const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
     return d.toDateString() === new Date().toDateString() ? hms : `${time(iso).slice(0, 10)} ${hms}`;
   }
-  function utc(iso) { return iso ? `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC` : ""; }
+  /* an ISO time as "YYYY-MM-DD HH:MM:SS UTC" (the tooltips) */
+  function utc(iso) {
+    return iso ? `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC` : "";
+  }
   function pill(text, kind) { return el("span", { class: `pill ${kind || text}` }, text); }
 
   /* -- session --------------------------------------------------------------------------- */
@@ -301,7 +305,8 @@ const NUDAQ = (() => {
   });
 
   return {
-    el, api, every, duration, span, num, rate, sci, time, clockTime, utc, age, ago, pill, plot, COLORS,
+    el, api, every, duration, span, num, rate, sci, time, clockTime, utc, age, ago, pill, plot,
+    COLORS,
     onStatus: (fn) => { statusListeners.push(fn); if (lastStatus) fn(lastStatus); },
     onSession: (fn) => sessionListeners.push(fn),
     get session() { return session; },
