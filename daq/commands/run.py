@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from daq.commands.options import add_system_options, resolve
+from daq.commands.options import add_system_options, require_system, resolve
 from daq.control.runcontrol import request
 
 
@@ -23,7 +23,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config, data_dir, _ = resolve(args)
+    config, data_dir, _ = resolve(args, system=True)
+    require_system(config, data_dir)
     if args.action == "start":
         reply = request(config, data_dir, "start", comment=args.comment)
         text = f"run {reply['run']} started"

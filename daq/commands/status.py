@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
-from daq.commands.options import add_system_options, resolve
+from daq.commands.options import add_system_options, require_system, resolve
 from daq.control.runcontrol import request
 from daq.core.records import DATA_STREAM_NAMES
+
+STATUS_TIMEOUT_S = 10.0
+"""How long a running system's run control may take to answer (s): it answers between the
+steps of a transition."""
 
 
 def register(subparsers) -> None:
@@ -23,8 +28,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config, data_dir, _ = resolve(args)
-    status = request(config, data_dir, "status", timeout_s=10)
+    config, data_dir, _ = resolve(args, system=True)
+    require_system(config, data_dir)
+    status = request(config, data_dir, "status", timeout_s=STATUS_TIMEOUT_S)
     status.pop("ok", None)
     status.pop("error", None) if not status.get("error") else None
     if args.json:
@@ -32,6 +38,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     render(status)
     return 0
+
+
+def format_rate(hz: float) -> str:
+    """A rate in Hz to three significant digits, whole Hz from 100 Hz up, no exponent
+    (0.200, 12.3, 250, 12346): a 0.2 Hz counter does not read as 0."""
+    rounded = float(format(hz, ".3g"))
+    if rounded == 0 or abs(rounded) >= 100 or not math.isfinite(hz):
+        return format(hz, ".0f")
+    return format(rounded, f".{2 - math.floor(math.log10(abs(rounded)))}f")
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -63,7 +78,7 @@ def render(status: dict) -> None:
         table.add_row(
             stream,
             str(mon.get("pulses", {}).get(stream, 0)),
-            f"{mon.get('rates_hz', {}).get(stream, 0):.1f}",
+            format_rate(mon.get("rates_hz", {}).get(stream, 0)),
             str(mon.get("lost", {}).get(stream, 0)),
             f"{mon.get('uncovered_s', {}).get(stream, 0):.3f}",
         )

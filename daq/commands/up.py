@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from daq.commands.options import add_system_options, resolve
+from daq.commands.status import format_rate
 from daq.control.lock import DataDirLock
 from daq.control.runcontrol import RunControl
 from daq.control.supervisor import CrashLoop, Event, Supervisor, stop_signals_ignored
-from daq.core.config import SHIFTER_TOKEN_ENV, Config
+from daq.core.config import SHIFTER_TOKEN_ENV, SHIFTER_TOKEN_KEY_ENV, Config
 from daq.core.errors import RunControlError
 from daq.core.records import DATA_STREAM_NAMES
 from daq.processes.common import setup_logging
@@ -98,8 +99,10 @@ def _start_processes(sup: Supervisor, config: Config, data_dir: Path, db_url: st
             "--url",
             getattr(config.frontends, stream).url,
         )
-    if config.web.shifter_token:  # the snapshot leaves the secret out: hand it over privately
-        os.environ.setdefault(SHIFTER_TOKEN_ENV, config.web.shifter_token)
+    if config.web.shifter_token and not os.environ.get(SHIFTER_TOKEN_ENV):
+        # the snapshot leaves the secret out: hand it over privately, saying where it is from
+        os.environ[SHIFTER_TOKEN_ENV] = config.web.shifter_token
+        os.environ[SHIFTER_TOKEN_KEY_ENV] = "web.shifter_token"
     web = sup.spawn_service("web", "web", *common, "--db", db_url, capture_stdout=True)
     sup.spawn_service("monitor", "monitor", *common, "--db", db_url)
     url = sup.read_json_line(web, STARTUP_TIMEOUT_S)["url"]
@@ -113,14 +116,14 @@ def _status_line(rc: RunControl) -> str:
     parts = [f"run {rc.machine.run or '-'} {rc.machine.state.value}"]
     if mon:
         parts.append(f"reactor {mon.get('reactor', '?')}")
-        parts.append(" ".join(f"{s} {rates.get(s, 0):.0f} Hz" for s in DATA_STREAM_NAMES))
+        parts.append(" ".join(f"{s} {format_rate(rates.get(s, 0))} Hz" for s in DATA_STREAM_NAMES))
         parts.append(f"dead {100 * mon.get('dead_fraction', 0):.2f}%")
         parts.append(f"lost {sum(lost.values()) if lost else 0}")
     return " | ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
-    config, data_dir, db_url = resolve(args)
+    config, data_dir, db_url = resolve(args, create=True)
     _apply_overrides(config, args)
     if not args.sim and args.reactor:
         raise RunControlError("--reactor only applies to simulated hardware (--sim)")

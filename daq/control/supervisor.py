@@ -225,6 +225,7 @@ class Supervisor:
         deaths = len(child.restarts) + 1
         if deaths >= self.policy.crash_loop_restarts:
             child.restart_due = math.inf  # given up
+            self.on_event(Event("died", child, child.last_exit, clean=code == 0))
             raise CrashLoop(f"{what}, {deaths} deaths within {window:g} s: a crash loop; {where}")
         backoff = min(
             self.policy.restart_backoff_s * 2 ** len(child.restarts), self.policy.max_backoff_s

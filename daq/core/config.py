@@ -55,6 +55,9 @@ SHIFTER_TOKEN_ENV = "NUDAQ_SHIFTER_TOKEN"
 """The web shifter token, when not in the configuration (never stored with runs)."""
 SMTP_PASSWORD_ENV = "NUDAQ_SMTP_PASSWORD"
 """The password of the alarm e-mails' SMTP login (the configuration holds only the user)."""
+SHIFTER_TOKEN_KEY_ENV = "NUDAQ_SHIFTER_TOKEN_KEY"
+"""Set by ``nudaq up`` when it hands its web server the configuration's token in
+SHIFTER_TOKEN_ENV: the key the token came from, which the server names to the shifter."""
 EXAMPLE_CONFIG = Path(__file__).parent / "configs" / "kuosheng.toml"
 
 MAX_BINS = 100_000
@@ -699,6 +702,12 @@ class Web(_Section):
     host: Host = Field("127.0.0.1", description="IP address or host name; empty = all")
     port: Int = Field(8080, ge=0, le=65535, description="0 = any free port")
     shifter_token: Str = Field("", description="or env NUDAQ_SHIFTER_TOKEN")
+    stale_after_s: Float = Field(
+        5.0, gt=0, le=3600, description="the pages say 'no data since' past this snapshot age"
+    )
+    db_timeout_s: Float = Field(
+        2.0, ge=0.1, le=60, description="longest wait for the database before a 503 (s)"
+    )
 
 
 class Supervision(_Section):

@@ -10,7 +10,7 @@ from pathlib import Path
 from daq.core.config import load_config
 from daq.core.errors import ConfigError, RawDigestError, RawHeaderError
 from daq.core.paths import data_dir as resolve_data_dir
-from daq.core.paths import db_url
+from daq.core.paths import db_url, require_data_dir
 
 EXIT_DAMAGED = 1
 """Exit status when a file was damaged: replayed around the damage, damage recorded."""
@@ -160,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from daq.replay.runner import CHUNK_PULSES, ReplayOptions, damage_message, replay
     from daq.replay.scan import parse_scan
 
-    data_dir = resolve_data_dir(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = require_data_dir(resolve_data_dir(args.data_dir))
     config = load_config(args.config) if args.config else None
     options = ReplayOptions(
         data_dir=data_dir,

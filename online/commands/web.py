@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         "the system using this data directory and database. Reading is open; run control, "
         "alarm acknowledgement, logbook and run quality need the shifter token "
         "($NUDAQ_SHIFTER_TOKEN, else web.shifter_token, else generated into "
-        "<data dir>/shifter-token). Binds 127.0.0.1 unless --host says otherwise.",
+        "<data dir>/shifter-token). Binds 127.0.0.1 unless --host says otherwise. Keeps "
+        "serving while the database is out (its routes answer 503).",
     )
     add_system_options(p)
     p.add_argument("--host", help="address to bind (default: web.host, 127.0.0.1)")
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from online.web.server import serve
 
-    config, data_dir, db_url = resolve(args)
+    config, data_dir, db_url = resolve(args, system=True)
     setup_logging("web", data_dir)
     port = config.web.port if args.port is None else args.port
     serve(config, data_dir, db_url, args.host or config.web.host, port)

@@ -5,7 +5,8 @@ online.web.routes, which find the system through ``app.state`` (online.web.deps)
 are Jinja2 templates with plain JavaScript and the vendored uPlot library (nothing is fetched
 from the internet). Reads are open; run control, alarm acknowledgement, logbook writes and run
 quality need a shifter session (online.web.auth). The live status is pushed as server-sent
-events at ``/api/events``. FastAPI documents the API at /docs.
+events at ``/api/events``. FastAPI documents the API at /docs. A database outage makes the
+routes that use it answer 503 and nothing else (online.web.database).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import Engine
 from daq.core.config import Config
 from daq.core.errors import AnalysisError
 from online.web.auth import Auth
+from online.web.database import OUTAGE_ERRORS, database_unavailable
 from online.web.routes import alarms, control, logbook, monitoring, pages, runs, session, spectra
 from online.web.status import POLL_INTERVAL_S, LiveStatus
 
@@ -85,6 +87,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.middleware("http")(security_headers)
     app.exception_handler(AnalysisError)(analysis_error)
+    for error in OUTAGE_ERRORS:
+        app.exception_handler(error)(database_unavailable)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

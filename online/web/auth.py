@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, Response
 
-from daq.core.config import SHIFTER_TOKEN_ENV, Config
+from daq.core.config import SHIFTER_TOKEN_ENV, SHIFTER_TOKEN_KEY_ENV, Config
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +43,26 @@ SESSION_TTL_S = 12 * 3600.0
 """A session lasts one long shift."""
 
 
-def shifter_token(config: Config, data_dir: Path) -> str:
-    """The shifter token: environment, configuration, or generated into the data directory."""
-    token = os.environ.get(SHIFTER_TOKEN_ENV) or config.web.shifter_token
-    if token:
-        return token
+def shifter_token(config: Config, data_dir: Path) -> tuple[str, str]:
+    """The shifter token and where it comes from, for the line that tells the shifter:
+    the environment variable, the configuration key (also when ``nudaq up`` handed it over
+    in the environment, SHIFTER_TOKEN_KEY_ENV), or the file it was read from or generated
+    into. Never the token itself."""
+    if token := os.environ.get(SHIFTER_TOKEN_ENV):
+        if key := os.environ.get(SHIFTER_TOKEN_KEY_ENV):
+            return token, f"from the configuration key {key}"
+        return token, f"from the environment variable {SHIFTER_TOKEN_ENV}"
+    if config.web.shifter_token:
+        return config.web.shifter_token, "from the configuration key web.shifter_token"
     path = Path(data_dir) / TOKEN_FILE
     if path.exists():
-        return path.read_text().strip()
+        return path.read_text().strip(), f"in {path}"
     token = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     log.warning("no shifter token configured: generated one in %s", path)
-    return token
-
-
-def token_source(config: Config, data_dir: Path) -> str:
-    """Where the shifter token comes from, for the message that tells the shifter."""
-    if os.environ.get(SHIFTER_TOKEN_ENV):
-        return f"${SHIFTER_TOKEN_ENV}"
-    if config.web.shifter_token:
-        return "configuration web.shifter_token"
-    return str(Path(data_dir) / TOKEN_FILE)
+    return token, f"generated in {path}"
 
 
 @dataclass

@@ -46,22 +46,43 @@ class AlarmOut(BaseModel):
 
 
 class Status(BaseModel):
-    """The live overview: what the page shows at a glance, pushed every second."""
+    """The live overview: what the page shows at a glance, pushed every second.
 
-    time_utc: UTCTime
+    Every value carries the time it is from: run control's part ``run_control_utc``, the
+    builder's (reactor, rates, pulses, losses, dead time, events) ``snapshot_utc``, the power
+    ``power_utc`` and the alarms ``database_utc``. ``stale`` says that the builder has sent
+    nothing for more than ``stale_after_s`` (``web.stale_after_s``); the pages then say in red
+    that there is no data since ``last_data_utc``.
+    """
+
+    time_utc: UTCTime = Field(description="when this status was composed")
     reachable: bool = Field(description="run control answered the last status request")
+    run_control_utc: UTCTime | None = Field(None, description="when run control last answered")
     state: str = Field(description="idle|running|stopping|error, or unknown")
     run: int | None = None
     elapsed_s: float = 0.0
     error: str = ""
     reactor: str = Field("unknown", description="on|off|unknown")
     power_MW: float | None = None
+    power_utc: UTCTime | None = Field(None, description="when the power was measured")
     dead_fraction: float | None = None
     streams: list[StreamStatus] = []
     events: dict[str, int] = Field({}, description="events of this run per category")
-    processes: list[str] = []
-    alarms: list[AlarmOut] = Field([], description="alarms not yet cleared")
-    monitor_age_s: float | None = Field(None, description="age of the builder snapshot (s)")
+    processes: list[str] = Field([], description="processes connected to run control")
+    snapshot_utc: UTCTime | None = Field(None, description="time of the builder snapshot shown")
+    snapshot_age_s: float | None = Field(None, description="its age at time_utc (s)")
+    stale: bool = Field(description="no builder snapshot, or older than stale_after_s")
+    stale_after_s: float
+    last_data_utc: UTCTime | None = Field(
+        None, description="newest data known: the snapshot, else the newest power reading"
+    )
+    database_ok: bool = Field(description="the last read of the database succeeded")
+    database_error: str = Field("", description="why not, when it did not")
+    database_utc: UTCTime | None = Field(None, description="when the database was last read")
+    monitor_up: bool = Field(description="the monitor process is connected to run control")
+    alarms_known: bool = Field(description="monitor up and alarms read: the list is current")
+    alarms_note: str = Field("", description="why the alarm state is unknown")
+    alarms: list[AlarmOut] = Field([], description="alarms not yet cleared (as last read)")
 
 
 class SpectrumOut(BaseModel):

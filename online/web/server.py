@@ -20,9 +20,9 @@ import uvicorn
 from daq.core.config import Config
 from daq.core.paths import db_url
 from daq.processes.common import base_parser, common_setup
-from daq.store.session import make_engine, upgrade_database
 from online.web.app import create_app
-from online.web.auth import shifter_token, token_source
+from online.web.auth import shifter_token
+from online.web.database import web_engine
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 2
@@ -60,18 +60,14 @@ def serve(
     port: int,
     announce_json: bool = False,
 ) -> None:
-    """Serve the web interface of the system in data_dir until stopped."""
-    engine = make_engine(db_url)
-    upgrade_database(engine)
-    token = shifter_token(config, data_dir)
+    """Serve the web interface of the system in data_dir until stopped (also while its
+    database is out: the schema is brought up to date once it answers)."""
+    engine = web_engine(db_url, config.web.db_timeout_s)
+    token, source = shifter_token(config, data_dir)
     app = create_app(config, data_dir, engine, token)
     sock = bind(host, port)
     url = url_of(sock)
-    print(
-        f"nudaq web: {url} (shifter token: {token_source(config, data_dir)})",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"nudaq web: {url} (shifter token {source})", file=sys.stderr, flush=True)
     if announce_json:
         print(json.dumps({"url": url}), flush=True)
     server = uvicorn.Server(

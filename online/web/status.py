@@ -1,10 +1,25 @@
 """The live state of a running system as the web server sees it, refreshed every second.
 
-A background thread asks run control for its status (``daq.control.runcontrol.request``), reads the
-builder's monitor snapshots directly from their PUB endpoint (so rates keep coming while run
-control is busy with a transition), adds the open alarms from SQL and keeps the newest
-``Status`` plus a rate history for the trends page. It also says hello on the transition
-channel, so run control lists the web server among its processes.
+Two background threads feed it, so that a database outage never holds up the live view:
+
+- the live thread asks run control for its status (``daq.control.runcontrol.request``) and
+  reads the builder's monitor snapshots directly from their PUB endpoint (so rates keep
+  coming while run control is busy with a transition); it also says hello on the transition
+  channel, so run control lists the web server among its processes;
+- the SQL thread brings the schema up to date once, then reads the open alarms and the
+  newest reactor power reading, and notes when the database last answered or why not
+  (``online.web.database``).
+
+``compose_status`` joins the newest of both into one ``Status``, every part with the time it
+is from, and the live thread keeps a rate history for the trends page.
+
+Truth about staleness: the builder publishes a snapshot every second, running or idle, so a
+snapshot older than ``web.stale_after_s`` means the builder (or the way to it) is gone and
+the status says ``stale``. Whether alarms are current depends on the monitor process: the
+web takes it as up when run control answers and lists ``monitor`` among its connected
+processes (the monitor says hello on the transition channel, like every process); when run
+control does not answer, the monitor is not listed, or the database cannot be read, the
+alarm state is unknown (``alarms_known`` false, with ``alarms_note`` saying why).
 """
 
 from __future__ import annotations
@@ -13,7 +28,8 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import zmq
@@ -26,55 +42,105 @@ from daq.core.config import Config
 from daq.core.errors import NudaqError
 from daq.core.records import DATA_STREAM_NAMES
 from daq.store.models import Alarm, SlowControlReading
-from daq.store.session import session_scope
+from daq.store.session import session_scope, upgrade_database
+from online.web.database import OUTAGE_ERRORS, UNAVAILABLE, outage_reason
 from online.web.models import AlarmOut, Series, Status, StreamStatus
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
 STATUS_TIMEOUT_S = 1.0
-SNAPSHOT_FRESH_S = 5.0
-"""A monitor snapshot older than this is not trusted for rates."""
 RATE_HISTORY = 3600
 """Rate samples kept for the trends page (one per poll)."""
 POWER_QUANTITY = "power_MW"
 """The slow-control quantity of the reactor thermal power (MW)."""
+MONITOR_PROCESS = "monitor"
+"""The name the monitor process says hello with on the transition channel."""
+NOT_READ = "not read yet"
 
 
-def open_alarms(session) -> list[AlarmOut]:
-    """Alarms not cleared yet, newest first."""
+@dataclass(frozen=True)
+class SqlView:
+    """What the live status reads from SQL, and whether the last read worked."""
+
+    ok: bool = False
+    error: str = NOT_READ
+    read_utc: datetime | None = None
+    alarms: list[AlarmOut] = field(default_factory=list)
+    power_MW: float | None = None
+    power_utc: datetime | None = None
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def read_sql(session) -> SqlView:
+    """The open alarms (newest first) and the newest reactor power reading."""
     rows = session.scalars(
         select(Alarm).where(Alarm.cleared_utc.is_(None)).order_by(Alarm.raised_utc.desc())
     )
-    return [AlarmOut.model_validate(a, from_attributes=True) for a in rows]
+    alarms = [AlarmOut.model_validate(a, from_attributes=True) for a in rows]
+    power = session.execute(
+        select(SlowControlReading.value, SlowControlReading.time_utc)
+        .where(SlowControlReading.quantity == POWER_QUANTITY)
+        .order_by(SlowControlReading.time_utc.desc())
+        .limit(1)
+    ).first()
+    return SqlView(
+        ok=True,
+        error="",
+        read_utc=datetime.now(UTC),
+        alarms=alarms,
+        power_MW=None if power is None else power.value,
+        power_utc=None if power is None else _utc(power.time_utc),
+    )
+
+
+def _alarms_note(rc: dict | None, monitor_up: bool, sql: SqlView) -> str:
+    if rc is None:
+        return "run control does not answer, so the monitor cannot be seen"
+    if not monitor_up:
+        return "the monitor is not connected to run control"
+    if not sql.ok:
+        return f"{UNAVAILABLE}: {sql.error}"
+    return ""
 
 
 def compose_status(
-    rc: dict | None, snapshot: dict, snapshot_age_s: float | None, session
+    now: datetime,
+    rc: dict | None,
+    rc_utc: datetime | None,
+    snapshot: dict,
+    snapshot_utc: datetime | None,
+    sql: SqlView,
+    stale_after_s: float,
 ) -> Status:
-    """The overview from a run control status (None if unreachable), a builder snapshot and
-    SQL (alarms; the reactor power when the snapshot has none)."""
-    rc = rc or {}
+    """The overview at ``now`` from run control's last answer (None if it did not answer,
+    ``rc_utc`` when it last did), the newest builder snapshot (taken at ``snapshot_utc``) and
+    the last SQL read."""
+    answered = rc or {}
     mon = snapshot or {}
     rates, pulses, lost = mon.get("rates_hz", {}), mon.get("pulses", {}), mon.get("lost", {})
     uncovered = mon.get("uncovered_s", {})
-    power = mon.get("power_MW")
-    if power is None:
-        power = session.scalar(
-            select(SlowControlReading.value)
-            .where(SlowControlReading.quantity == POWER_QUANTITY)
-            .order_by(SlowControlReading.time_utc.desc())
-            .limit(1)
-        )
+    if mon.get("power_MW") is not None:
+        power, power_utc = mon["power_MW"], snapshot_utc
+    else:
+        power, power_utc = sql.power_MW, sql.power_utc
+    age = None if snapshot_utc is None else (now - snapshot_utc).total_seconds()
+    monitor_up = MONITOR_PROCESS in answered.get("processes", [])
+    note = _alarms_note(rc, monitor_up, sql)
     return Status(
-        time_utc=datetime.now(UTC),
-        reachable=bool(rc),
-        state=rc.get("state", "unknown"),
-        run=rc.get("run"),
-        elapsed_s=float(rc.get("elapsed_s") or 0.0),
-        error=rc.get("error", ""),
+        time_utc=now,
+        reachable=rc is not None,
+        run_control_utc=rc_utc,
+        state=answered.get("state", "unknown"),
+        run=answered.get("run"),
+        elapsed_s=float(answered.get("elapsed_s") or 0.0),
+        error=answered.get("error", ""),
         reactor=mon.get("reactor") if mon.get("reactor") in ("on", "off") else "unknown",
         power_MW=power,
+        power_utc=power_utc,
         dead_fraction=mon.get("dead_fraction"),
         streams=[
             StreamStatus(
@@ -87,14 +153,26 @@ def compose_status(
             for s in DATA_STREAM_NAMES
         ],
         events={k: int(v) for k, v in (mon.get("events") or {}).items()},
-        processes=list(rc.get("processes", [])),
-        alarms=open_alarms(session),
-        monitor_age_s=snapshot_age_s,
+        processes=list(answered.get("processes", [])),
+        snapshot_utc=snapshot_utc,
+        snapshot_age_s=age,
+        stale=age is None or age > stale_after_s,
+        stale_after_s=stale_after_s,
+        last_data_utc=snapshot_utc or sql.power_utc,
+        database_ok=sql.ok,
+        database_error=sql.error,
+        database_utc=sql.read_utc,
+        monitor_up=monitor_up,
+        alarms_known=not note,
+        alarms_note=note,
+        alarms=sql.alarms,
     )
 
 
 class LiveStatus:
-    """Polls run control and the builder snapshots in a thread; ``latest`` is always ready."""
+    """Polls run control, the builder snapshots and SQL in threads; ``latest`` is always
+    ready (also before the first poll, and while the database is out), composed when asked
+    so that every age in it is current."""
 
     def __init__(
         self, config: Config, data_dir: Path, engine: Engine, poll_s: float = POLL_INTERVAL_S
@@ -103,61 +181,134 @@ class LiveStatus:
         self.data_dir = Path(data_dir)
         self.engine = engine
         self.poll_s = poll_s
+        self.stale_after_s = config.web.stale_after_s
         self.rates: deque[tuple[datetime, dict[str, float]]] = deque(maxlen=RATE_HISTORY)
         self._snapshots: SnapshotSubscriber | None = None
-        """The builder's snapshots, read by the polling thread (which owns the socket)."""
+        """The builder's snapshots, read by the live thread (which owns the socket)."""
+        self._rc: dict | None = None
+        self._rc_utc: datetime | None = None
+        self._snapshot: dict = {}
+        self._snapshot_utc: datetime | None = None
+        self._sql = SqlView()
+        self._schema_ready = False
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        with session_scope(engine, readonly=True) as session:
-            self.latest = compose_status(None, {}, None, session)
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Start the polling thread."""
-        self._thread = threading.Thread(target=self._run, name="live-status", daemon=True)
-        self._thread.start()
+        """Start the live and the SQL threads."""
+        for name, target in (("live-status", self._run_live), ("live-sql", self._run_sql)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop the polling thread and wait for it."""
+        """Stop the threads and wait for them."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5 + self.config.web.db_timeout_s)
 
-    def _run(self) -> None:
+    def _every_poll(self, step) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                step()
+            except Exception:  # a broken poll must not end live monitoring
+                log.exception("live status %s failed", step.__name__)
+            self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - started)))
+
+    def _run_live(self) -> None:
         ctx = zmq.Context.instance()
         snapshots = SnapshotSubscriber(ctx, self.config.endpoint("monitor", self.data_dir))
         self._snapshots = snapshots
         control = ControlClient(ctx, self.config.endpoint("transitions", self.data_dir), "web")
+
+        def poll() -> None:
+            snapshots.drain()
+            control.acknowledge_pending()
+            rc = self._ask()
+            snapshots.drain()  # what arrived while run control was asked, timed on arrival
+            self._update(rc)
+
         try:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                snapshots.drain()
-                control.acknowledge_pending()
-                try:
-                    self.refresh()
-                except Exception:  # a broken poll must not end live monitoring
-                    log.exception("live status refresh failed")
-                self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - started)))
+            self._every_poll(poll)
         finally:
             snapshots.close()
             control.close()
 
-    def refresh(self) -> Status:
-        """Ask run control, combine with the newest snapshot and SQL; returns the new status."""
+    def _run_sql(self) -> None:
+        self._every_poll(self.read_database)
+
+    def read_database(self) -> SqlView:
+        """Bring the schema up to date (once), read alarms and power; on an outage keep what
+        was read last and say why."""
         try:
-            rc = request(self.config, self.data_dir, "status", timeout_s=STATUS_TIMEOUT_S)
+            if not self._schema_ready:
+                upgrade_database(self.engine)
+                self._schema_ready = True
+            with session_scope(self.engine, readonly=True) as session:
+                view = read_sql(session)
+            if self._sql.error not in ("", NOT_READ):
+                log.warning("database available again")
+        except OUTAGE_ERRORS as err:
+            view = replace(self._sql, ok=False, error=outage_reason(err))
+            if view.error != self._sql.error:  # once per outage (and change of reason)
+                log.warning("%s: %s", UNAVAILABLE, view.error)
+        with self._lock:
+            self._sql = view
+        return view
+
+    def refresh(self) -> Status:
+        """Ask run control, take the newest builder snapshot; returns the new status."""
+        return self._update(self._ask())
+
+    def _ask(self) -> dict | None:
+        """Run control's status, None if it does not answer within STATUS_TIMEOUT_S."""
+        try:
+            return request(self.config, self.data_dir, "status", timeout_s=STATUS_TIMEOUT_S)
         except NudaqError:
-            rc = None
-        snapshots = self._snapshots
-        snapshot = snapshots.latest if snapshots is not None else {}
-        age = snapshots.age_s if snapshots is not None else None
-        if rc is not None and (age is None or age > SNAPSHOT_FRESH_S) and rc.get("monitor"):
-            snapshot, age = rc["monitor"], None
-        with session_scope(self.engine, readonly=True) as session:
-            status = compose_status(rc, snapshot, age, session)
-        self.latest = status
-        if status.state == "running" and snapshot:
+            return None
+
+    def _update(self, rc: dict | None) -> Status:
+        snapshot, snapshot_utc = self._newest_snapshot(rc)
+        with self._lock:
+            self._rc = rc
+            if rc is not None:
+                self._rc_utc = datetime.now(UTC)
+            self._snapshot, self._snapshot_utc = snapshot, snapshot_utc
+        status = self.latest
+        if status.state == "running" and not status.stale:
             self.rates.append((status.time_utc, {s.name: s.rate_hz for s in status.streams}))
         return status
+
+    def _newest_snapshot(self, rc: dict | None) -> tuple[dict, datetime | None]:
+        """The newer of the snapshot received here (timed by its arrival) and the one run
+        control holds (timed by the builder's clock)."""
+        snapshot, snapshot_utc = self._snapshot, self._snapshot_utc
+        subscriber = self._snapshots
+        if subscriber is not None and subscriber.age_s is not None:
+            snapshot = subscriber.latest
+            snapshot_utc = datetime.now(UTC) - timedelta(seconds=subscriber.age_s)
+        held = (rc or {}).get("monitor") or {}
+        if "time" in held:
+            held_utc = datetime.fromtimestamp(float(held["time"]), UTC)
+            if snapshot_utc is None or held_utc > snapshot_utc:
+                snapshot, snapshot_utc = held, held_utc
+        return snapshot, snapshot_utc
+
+    @property
+    def latest(self) -> Status:
+        """The status now: the newest of every part, each with its time and age."""
+        with self._lock:
+            return compose_status(
+                datetime.now(UTC),
+                self._rc,
+                self._rc_utc,
+                self._snapshot,
+                self._snapshot_utc,
+                self._sql,
+                self.stale_after_s,
+            )
 
     def rate_series(self) -> list[Series]:
         """The rate history of each stream (Hz) since the server started."""

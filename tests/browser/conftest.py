@@ -1,5 +1,10 @@
 """Browser-test fixtures: Debian's chromium through Playwright, and a live simulated system.
 
+``lone_web`` is ``nudaq web`` alone on a data directory whose database holds an old reactor
+power reading, an open alarm and a run: no DAQ, no monitor, so the pages must say that there
+is no live data and that the alarm state is unknown; ``dead_database_web`` is ``nudaq web`` on
+a PostgreSQL URL where nothing listens.
+
 The system is a real ``nudaq up --sim`` (every process, real sockets) with a configuration
 that fills spectra fast enough to see in seconds: a high continuum below 200 keV, strong
 X-ray lines, many random triggers, the reactor ON, then OFF from 15 s to 30 s of simulated
@@ -9,6 +14,7 @@ so the monitor raises an alarm for the shifter to acknowledge.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,13 +23,24 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from daq.core.config import Config, ReactorPeriod, XrayLine
-from tests.processes import start_up, stop_up
+from daq.core.config import (
+    SHIFTER_TOKEN_ENV,
+    SHIFTER_TOKEN_KEY_ENV,
+    Config,
+    ReactorPeriod,
+    XrayLine,
+)
+from daq.core.paths import db_url
+from daq.store.models import Alarm, SlowControlReading
+from daq.store.runs import create_run, end_run
+from daq.store.session import make_engine, session_scope, upgrade_database
+from tests.processes import NUDAQ, start_up, stop_up
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,6 +54,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 TOKEN = "night-shift-token"
+TOKEN_VARIABLES = (SHIFTER_TOKEN_ENV, SHIFTER_TOKEN_KEY_ENV)
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -145,13 +163,16 @@ class LiveSystem:
 
 @pytest.fixture(scope="module")
 def live_system():
-    """``nudaq up --sim`` with the browser configuration, its run going, the URL known."""
+    """``nudaq up --sim`` with the browser configuration (the shifter token in it), its run
+    going, the URL known."""
     data_dir = Path(tempfile.mkdtemp(prefix="nqb", dir="/tmp"))
     (data_dir / "sockets").mkdir()
     config = browser_config(free_port())
+    document = json.loads(config.snapshot())
+    document["web"]["shifter_token"] = TOKEN  # the snapshot leaves it out
     config_file = data_dir / "browser-config.json"
-    config_file.write_text(config.snapshot())
-    env = {**os.environ, "NUDAQ_SHIFTER_TOKEN": TOKEN}
+    config_file.write_text(json.dumps(document))
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
     process = start_up(
         data_dir,
         *("--config", str(config_file), "--comment", "browser test"),
@@ -181,4 +202,87 @@ def live_system():
         yield system
     finally:
         stop_up(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+POWER_AGE = timedelta(hours=2)
+"""How old the reactor power reading in ``lone_web``'s database is."""
+
+
+@dataclass
+class LoneWeb:
+    """A ``nudaq web`` process alone, its URL, shifter token and what its database holds."""
+
+    url: str
+    data_dir: Path
+    token: str
+    line: str
+    power_utc: datetime
+
+
+def start_web(data_dir: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """``nudaq web`` on a free port; the process and the line naming its URL and token."""
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
+    process = subprocess.Popen(
+        [*NUDAQ, "web", "--data-dir", str(data_dir), "--port", "0", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = ""
+    while "nudaq web:" not in line:
+        line = process.stderr.readline()
+        if not line:
+            process.wait(10)
+            raise AssertionError("nudaq web exited before serving")
+    threading.Thread(target=process.stderr.read, daemon=True).start()
+    return process, line
+
+
+def stop_web(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def lone_web():
+    data_dir = Path(tempfile.mkdtemp(prefix="nqw", dir="/tmp"))
+    power_utc = (datetime.now(UTC) - POWER_AGE).replace(microsecond=0)
+    engine = make_engine(db_url(None, data_dir))
+    upgrade_database(engine)
+    with session_scope(engine) as session:
+        session.add(
+            SlowControlReading(
+                time_utc=power_utc, clock_ns=0, quantity="power_MW", value=2900.0, unit="MW"
+            )
+        )
+        session.add(Alarm(name="ln2_low", severity="warning", message="LN2 level 15 % < 20 %"))
+        create_run(session, 1, Config(), comment="an old run")
+        end_run(session, 1)
+    engine.dispose()
+    process, line = start_web(data_dir)
+    try:
+        token = (data_dir / "shifter-token").read_text().strip()
+        yield LoneWeb(line.split()[2], data_dir, token, line, power_utc)
+    finally:
+        stop_web(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dead_database_web():
+    """The URL of ``nudaq web`` on a PostgreSQL URL where nothing listens."""
+    data_dir = Path(tempfile.mkdtemp(prefix="nqw", dir="/tmp"))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+    process, line = start_web(data_dir, "--db", url)
+    try:
+        yield line.split()[2]
+    finally:
+        stop_web(process)
         shutil.rmtree(data_dir, ignore_errors=True)

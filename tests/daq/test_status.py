@@ -1,8 +1,14 @@
-"""``nudaq status`` shows each stream's dead or blind time and the exposure's share."""
+"""``nudaq status`` shows each stream's dead or blind time and the exposure's share, and
+rates (there and in the status line of ``nudaq up``) to three significant digits."""
 
 from __future__ import annotations
 
-from daq.commands.status import render
+from types import SimpleNamespace
+
+import pytest
+
+from daq.commands.status import format_rate, render
+from daq.commands.up import _status_line
 
 
 def test_status_shows_uncovered_time_per_stream(capsys):
@@ -21,3 +27,33 @@ def test_status_shows_uncovered_time_per_stream(capsys):
     assert "dead / blind (s)" in out
     assert "1.250" in out and "0.500" in out
     assert "exposure 98.00% of the elapsed time (1.750 s uncovered" in out
+
+
+@pytest.mark.parametrize(
+    "hz,text",
+    [
+        (0.0, "0"),
+        (0.2, "0.200"),
+        (0.0123, "0.0123"),
+        (5.0, "5.00"),
+        (9.996, "10.0"),
+        (12.34, "12.3"),
+        (99.96, "100"),
+        (250.4, "250"),
+        (12345.6, "12346"),
+    ],
+)
+def test_rates_keep_three_significant_digits(hz, text):
+    assert format_rate(hz) == text
+
+
+def test_status_and_up_show_a_sub_hz_rate_with_its_decimals(capsys):
+    monitor = {"rates_hz": {"hpge": 0.2, "acv": 1000.0, "crv": 312.25}, "reactor": "on"}
+    render({"run": 1, "state": "running", "monitor": monitor, "processes": []})
+    hpge = next(line for line in capsys.readouterr().out.splitlines() if "hpge" in line)
+    assert "0.200" in hpge
+    rc = SimpleNamespace(
+        snapshots=SimpleNamespace(latest=monitor),
+        machine=SimpleNamespace(run=1, state=SimpleNamespace(value="running")),
+    )
+    assert "hpge 0.200 Hz acv 1000 Hz crv 312 Hz" in _status_line(rc)

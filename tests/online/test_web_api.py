@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import zmq
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from daq.control.transitions import ControlClient
 from daq.core.config import Config
 from daq.store.models import (
     Alarm,
@@ -28,6 +30,7 @@ from daq.store.runs import add_logbook, create_run, end_run, set_quality
 from daq.store.session import session_scope
 from online.web.app import create_app
 from online.web.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from online.web.status import SqlView, compose_status
 
 TOKEN = "correct horse battery staple"
 DAY_NS = 86_400 * 10**9
@@ -125,7 +128,7 @@ def client(db_engine, data_dir, run_control):
     fill(db_engine, config)
     app = create_app(config, data_dir, db_engine, TOKEN, poll_s=0.1)
     with TestClient(app) as c:
-        wait_for(lambda: c.get("/api/status").json()["reachable"])
+        wait_for(lambda: (s := c.get("/api/status").json())["reachable"] and s["database_ok"])
         yield c
 
 
@@ -191,6 +194,76 @@ def test_status_combines_run_control_and_sql(client):
     assert [s["name"] for s in status["streams"]] == ["hpge", "acv", "crv"]
     assert [a["name"] for a in status["alarms"]] == ["ln2_low"]  # open alarms only
     assert status["power_MW"] == 2900.0  # the newest slow-control reading
+
+
+def utc(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+def test_status_times_every_part_and_says_stale_without_a_builder(client):
+    before = datetime.now(UTC)
+    status = client.get("/api/status").json()
+    assert abs(utc(status["time_utc"]) - before) < timedelta(seconds=2)
+    assert abs(utc(status["run_control_utc"]) - before) < timedelta(seconds=2)
+    assert abs(utc(status["database_utc"]) - before) < timedelta(seconds=2)
+    # the power is the newest slow-control reading, a minute old: its own time, not now's
+    with session_scope(client.app.state.engine, readonly=True) as session:
+        newest = session.scalar(select(func.max(SlowControlReading.time_utc)))
+    assert utc(status["power_utc"]) == newest.replace(tzinfo=UTC)
+    assert before - utc(status["power_utc"]) > timedelta(seconds=50)
+    # no builder: no snapshot, stale, and the newest data known is that reading
+    assert status["snapshot_utc"] is None and status["stale"] is True
+    assert status["stale_after_s"] == Config().web.stale_after_s
+    assert status["last_data_utc"] == status["power_utc"]
+
+
+def test_alarm_state_is_unknown_until_the_monitor_is_connected(client, data_dir):
+    status = client.get("/api/status").json()
+    assert status["monitor_up"] is False and status["alarms_known"] is False
+    assert "monitor is not connected" in status["alarms_note"]
+    assert [a["name"] for a in status["alarms"]] == ["ln2_low"]  # as last recorded
+    monitor = ControlClient(
+        zmq.Context.instance(), Config().endpoint("transitions", data_dir), "monitor"
+    )
+    try:
+        wait_for(lambda: client.get("/api/status").json()["monitor_up"])
+        status = client.get("/api/status").json()
+        assert status["alarms_known"] is True and status["alarms_note"] == ""
+    finally:
+        monitor.close()
+
+
+def test_a_fresh_builder_snapshot_is_live_and_an_old_one_stale(db_engine, data_dir, run_control):
+    config = Config()
+    config.web.stale_after_s = 1.5
+    fill(db_engine, config)
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(config.endpoint("monitor", data_dir))
+    snapshot = {"time": time.time(), "state": "running", "reactor": "off", "power_MW": 12.5}
+    snapshot |= {"rates_hz": {"hpge": 0.2, "acv": 1000.0, "crv": 300.0}}
+    app = create_app(config, data_dir, db_engine, TOKEN, poll_s=0.1)
+    try:
+        with TestClient(app) as c:
+
+            def live() -> bool:
+                pub.send_json({**snapshot, "time": time.time()})
+                return not c.get("/api/status").json()["stale"]
+
+            wait_for(live)
+            sent = datetime.now(UTC)
+            status = c.get("/api/status").json()
+            assert abs(utc(status["snapshot_utc"]) - sent) < timedelta(seconds=1)
+            assert status["power_MW"] == 12.5 and status["reactor"] == "off"
+            assert status["power_utc"] == status["snapshot_utc"]  # the builder's, not SQL's
+            assert status["streams"][0]["rate_hz"] == 0.2
+            wait_for(lambda: c.get("/api/status").json()["stale"])  # the builder went quiet
+            status = c.get("/api/status").json()
+            assert status["snapshot_age_s"] > config.web.stale_after_s
+            assert status["last_data_utc"] == status["snapshot_utc"]
+            assert utc(status["snapshot_utc"]) - sent < timedelta(seconds=1)
+    finally:
+        pub.close(0)
 
 
 def test_events_stream_pushes_status(client):
@@ -421,3 +494,28 @@ def test_run_start_and_stop_through_run_control(client, db_engine, run_control):
             select(LogbookEntry.author).where(LogbookEntry.run_number == 4)
         ).all()
     assert authors.count("dave") == 2 and "run control" in authors
+
+
+# -- the live status, composed --------------------------------------------------------------------
+def test_compose_status_times_staleness_and_alarm_state():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    hour_ago = now - timedelta(hours=1)
+    sql = SqlView(ok=True, error="", read_utc=now, power_MW=2900.0, power_utc=hour_ago)
+    alone = compose_status(now, None, None, {}, None, sql, 5.0)
+    assert alone.stale and alone.last_data_utc == hour_ago
+    assert alone.power_MW == 2900.0 and alone.power_utc == hour_ago
+    assert not alone.alarms_known and "run control does not answer" in alone.alarms_note
+    rc = {"state": "running", "run": 7, "processes": ["builder", "monitor"]}
+    snapshot = {"power_MW": 2914.0, "reactor": "on", "rates_hz": {"hpge": 0.2}}
+    fresh = compose_status(now, rc, now, snapshot, now - timedelta(seconds=4), sql, 5.0)
+    assert not fresh.stale and fresh.snapshot_age_s == 4.0
+    assert fresh.power_MW == 2914.0 and fresh.power_utc == now - timedelta(seconds=4)
+    assert fresh.alarms_known and fresh.monitor_up and fresh.alarms_note == ""
+    old = compose_status(now, rc, now, snapshot, now - timedelta(seconds=6), sql, 5.0)
+    assert old.stale and old.last_data_utc == now - timedelta(seconds=6)
+    no_monitor = compose_status(now, {**rc, "processes": ["builder"]}, now, {}, None, sql, 5.0)
+    assert not no_monitor.alarms_known and "monitor is not connected" in no_monitor.alarms_note
+    down = SqlView(ok=False, error="database is locked", read_utc=hour_ago)
+    blind = compose_status(now, rc, now, snapshot, now, down, 5.0)
+    assert not blind.database_ok and blind.database_utc == hour_ago
+    assert blind.alarms_note == "database unavailable: database is locked"

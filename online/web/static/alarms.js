@@ -17,7 +17,7 @@
     } catch (err) {
       show(`refused: ${err.message}`, false);
     }
-    load();
+    reload();
   }
 
   function row(a) {
@@ -31,7 +31,8 @@
       el("td", {}, a.acked_utc ? `${time(a.acked_utc)} by ${a.acked_by}` : "–"),
       el("td", {}, time(a.cleared_utc)),
       el("td", {}, a.acked_utc || a.cleared_utc ? null :
-        el("button", { class: "ack", "data-alarm": a.id, onclick: () => ack(a) }, "Acknowledge")));
+        el("button", { class: "ack", "data-alarm": a.id, shifter: true, onclick: () => ack(a) },
+          "Acknowledge")));
   }
 
   async function load() {
@@ -43,6 +44,5 @@
   }
 
   NUDAQ.onSession((s) => { document.getElementById("readonly-note").hidden = s.logged_in; });
-  load();
-  setInterval(load, 5000);
+  const reload = NUDAQ.every(5000, load);
 })();

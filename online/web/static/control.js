@@ -30,7 +30,7 @@
       const why = err.data?.error || err.data?.detail || err.message;
       show([...lines, `refused (${err.status}): ${why}`].join("\n"), false);
     } finally {
-      buttons.forEach((b) => { b.disabled = false; });
+      buttons.forEach((b) => { b.disabled = !NUDAQ.session.logged_in; });
     }
   }
 

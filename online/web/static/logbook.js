@@ -25,8 +25,8 @@
       [el("p", { class: "dim" }, "no entries")]));
   }
 
-  document.getElementById("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); load(); });
-  document.getElementById("hide-auto").addEventListener("change", load);
+  document.getElementById("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); reload(); });
+  document.getElementById("hide-auto").addEventListener("change", () => reload());
   document.getElementById("entry-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const text = document.getElementById("entry-text");
@@ -43,9 +43,8 @@
       msg.className = "error-text";
       msg.textContent = `refused: ${err.message}`;
     }
-    load();
+    reload();
   });
   NUDAQ.onSession((s) => { document.getElementById("readonly-note").hidden = s.logged_in; });
-  load();
-  setInterval(load, 15000);
+  const reload = NUDAQ.every(15000, load);
 })();

@@ -1,5 +1,9 @@
 /* nudaq web: what every page shares. DOM is built with textContent only (never innerHTML
-   with data), API writes carry the CSRF token, the live status arrives as server-sent events. */
+   with data), API writes carry the CSRF token, the live status arrives as server-sent events.
+   Staleness is shown, never hidden: every page says in red when the builder has sent nothing
+   for longer than the server's stale_after_s (or the live updates stopped) and when the
+   database is unavailable; the alarm badge says "unknown" while the monitor is not known to
+   run; controls that need a shifter (elements with data-shifter) are disabled while logged out. */
 "use strict";
 
 const NUDAQ = (() => {
@@ -7,6 +11,9 @@ const NUDAQ = (() => {
   const sessionListeners = [];
   let session = { logged_in: false, name: null, csrf_token: null };
   let lastStatus = null;
+  let receivedAt = 0;           /* Date.now() when lastStatus arrived */
+  let databaseRefused = null;   /* detail of an API 503 "database unavailable" */
+  const UNAVAILABLE = "database unavailable";
 
   /* el("td", {class: "num"}, "text", child, ...): an element with text children only. */
   function el(tag, attrs, ...children) {
@@ -15,6 +22,7 @@ const NUDAQ = (() => {
       if (value === null || value === undefined || value === false) continue;
       if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else if (key === "class") node.className = value;
+      else if (key === "shifter") guard(node);
       else node.setAttribute(key, value === true ? "" : value);
     }
     for (const child of children.flat()) {
@@ -43,8 +51,14 @@ const NUDAQ = (() => {
     });
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
+    if (response.status === 503 && data?.error === UNAVAILABLE) {
+      databaseRefused = data.detail || UNAVAILABLE;
+      renderBanners();
+    }
+    if (response.status === 401 && method !== "GET" && session.logged_in) loggedOut();
     if (!response.ok) {
       let detail = data && (data.detail ?? data.error);
+      if (data?.error === UNAVAILABLE) detail = `${UNAVAILABLE}: ${data.detail}`;
       if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
       const err = new Error(`${response.status}: ${detail || response.statusText}`);
       err.status = response.status;
@@ -81,9 +95,58 @@ const NUDAQ = (() => {
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
       `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
+  /* a rate in Hz to three significant digits, whole Hz from 100 Hz up (0.200, 12.3, 250) */
+  function rate(hz) {
+    if (hz === null || hz === undefined || Number.isNaN(hz)) return "–";
+    const rounded = Number(Number(hz).toPrecision(3));
+    if (rounded === 0 || Math.abs(rounded) >= 100) return num(hz, 0);
+    return num(rounded, 2 - Math.floor(Math.log10(Math.abs(rounded))));
+  }
+  /* seconds since an ISO time of the server, by the server's clock (the status's time_utc)
+     plus the time since that status arrived: right also when the browser's clock is not */
+  function age(iso) {
+    if (!iso || !lastStatus) return null;
+    const server = Date.parse(lastStatus.time_utc) + (Date.now() - receivedAt);
+    return Math.max(0, (server - Date.parse(iso)) / 1000);
+  }
+  function ago(iso) {
+    const s = age(iso);
+    if (s === null) return "";
+    if (s < 90) return `${Math.floor(s)} s ago`;
+    if (s < 5400) return `${Math.round(s / 60)} min ago`;
+    if (s < 2 * 86400) return `${num(s / 3600, 1)} h ago`;
+    return `${num(s / 86400, 1)} days ago`;
+  }
+  /* local time of day of an ISO time (HH:MM:SS), with the date when not today */
+  function clockTime(iso) {
+    const d = new Date(iso);
+    const pad = (n) => String(n).padStart(2, "0");
+    const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return d.toDateString() === new Date().toDateString() ? hms : `${time(iso).slice(0, 10)} ${hms}`;
+  }
+  /* an ISO time as "YYYY-MM-DD HH:MM:SS UTC" (the tooltips) */
+  function utc(iso) {
+    return iso ? `${new Date(iso).toISOString().slice(0, 19).replace("T", " ")} UTC` : "";
+  }
   function pill(text, kind) { return el("span", { class: `pill ${kind || text}` }, text); }
 
   /* -- session --------------------------------------------------------------------------- */
+  /* a control that needs a shifter: disabled while logged out */
+  function guard(node) {
+    node.dataset.shifter = "";
+    node.disabled = !session.logged_in;
+    node.title = session.logged_in ? "" : "log in as shifter first";
+    return node;
+  }
+  function applySession() {
+    document.querySelectorAll("[data-shifter]").forEach(guard);
+    sessionListeners.forEach((fn) => fn(session));
+  }
+  function loggedOut() {
+    session = { logged_in: false, name: null, csrf_token: null };
+    renderSession();
+    applySession();
+  }
   function renderSession() {
     const box = document.getElementById("session");
     box.replaceChildren();
@@ -108,7 +171,7 @@ const NUDAQ = (() => {
             method: "POST", body: { name: name.value.trim() || "shifter", token: token.value },
           });
           renderSession();
-          sessionListeners.forEach((fn) => fn(session));
+          applySession();
         } catch (err) {
           error.textContent = err.status === 401 ? "wrong token" : err.message;
         }
@@ -118,40 +181,79 @@ const NUDAQ = (() => {
   }
   async function logout() {
     await api("/api/logout", { method: "POST" });
-    session = { logged_in: false, name: null, csrf_token: null };
-    renderSession();
-    sessionListeners.forEach((fn) => fn(session));
+    loggedOut();
   }
 
   /* -- live status ----------------------------------------------------------------------- */
+  /* stale: the builder's snapshot is too old, or no status arrived for that long */
+  function isStale(st) {
+    return st.stale || (Date.now() - receivedAt) / 1000 > st.stale_after_s;
+  }
+  function renderBanners() {
+    const st = lastStatus;
+    const stale = document.getElementById("stale-banner");
+    if (st && isStale(st)) {
+      const since = st.last_data_utc;
+      stale.textContent = since ? `no data since ${clockTime(since)}` : "no data from the DAQ";
+      stale.title = since ? `newest data ${utc(since)} (${ago(since)})` : "no builder snapshot received";
+      stale.hidden = false;
+    } else {
+      stale.hidden = true;
+    }
+    const db = document.getElementById("db-banner");
+    const down = st && !st.database_ok ? st.database_error : databaseRefused;
+    db.hidden = !down;
+    db.textContent = UNAVAILABLE;
+    db.title = down || "";
+  }
+  function alarmBadge(st) {
+    if (!st.alarms_known) return pill("alarms unknown", "unknown");
+    const open = st.alarms.filter((a) => !a.acked_utc).length;
+    if (!st.alarms.length) return pill("no alarms", "good");
+    return pill(`${st.alarms.length} alarm${st.alarms.length > 1 ? "s" : ""}` +
+      (open ? ` (${open} not acknowledged)` : ""), open ? "critical" : "warning");
+  }
   function renderStatusbar(st) {
     const bar = document.getElementById("statusbar");
-    const open = st.alarms.filter((a) => !a.acked_utc).length;
+    const live = !isStale(st);
     const parts = [
-      el("span", { class: "dot live", id: "live-dot", title: "live updates" }),
+      el("span", {
+        class: `dot${live ? " live" : ""}`, id: "live-dot",
+        title: live ? "live data" : "no live data",
+      }),
       el("span", {}, "run ", el("strong", { id: "bar-run" }, st.run ?? "–")),
       pill(st.reachable ? st.state : "unreachable"),
       st.state === "running" ? el("span", { class: "mono" }, duration(st.elapsed_s)) : null,
       st.reactor !== "unknown" ? pill(`reactor ${st.reactor}`, st.reactor) : null,
       el("span", { class: "sep" }),
-      el("a", { href: "/alarms", id: "bar-alarms" },
-        st.alarms.length ? pill(`${st.alarms.length} alarm${st.alarms.length > 1 ? "s" : ""}` +
-          (open ? ` (${open} not acknowledged)` : ""), open ? "critical" : "warning") :
-          pill("no alarms", "good")),
+      el("a", { href: "/alarms", id: "bar-alarms", title: st.alarms_note || "" }, alarmBadge(st)),
     ];
     bar.replaceChildren(...parts.filter((p) => p !== null));
+    renderBanners();
+  }
+  function show(st) {
+    renderStatusbar(st);
+    statusListeners.forEach((fn) => fn(st));
   }
   function connect() {
     const source = new EventSource("/api/events");
     source.addEventListener("status", (ev) => {
       lastStatus = JSON.parse(ev.data);
-      renderStatusbar(lastStatus);
-      statusListeners.forEach((fn) => fn(lastStatus));
+      receivedAt = Date.now();
+      if (lastStatus.database_ok) databaseRefused = null;
+      show(lastStatus);
     });
-    source.onerror = () => {
-      const dot = document.getElementById("live-dot");
-      if (dot) dot.classList.remove("live");
-    };
+    /* no status for a while (server gone): ages go on and the page turns stale */
+    setInterval(() => { if (lastStatus && Date.now() - receivedAt > 1500) show(lastStatus); }, 1000);
+  }
+
+  /* run load now and every ms (once if 0); a failure leaves the page as it was, the banners
+     say why; returns the runner for reloads */
+  function every(ms, load) {
+    const run = () => load().catch((err) => console.warn(err.message));
+    run();
+    if (ms) setInterval(run, ms);
+    return run;
   }
 
   /* -- plots (uPlot) ---------------------------------------------------------------------- */
@@ -198,12 +300,13 @@ const NUDAQ = (() => {
   document.addEventListener("DOMContentLoaded", async () => {
     try { session = await api("/api/session"); } catch (e) { /* stays logged out */ }
     renderSession();
-    sessionListeners.forEach((fn) => fn(session));
+    applySession();
     connect();
   });
 
   return {
-    el, api, duration, span, num, sci, time, pill, plot, COLORS,
+    el, api, every, duration, span, num, rate, sci, time, clockTime, utc, age, ago, pill, plot,
+    COLORS,
     onStatus: (fn) => { statusListeners.push(fn); if (lastStatus) fn(lastStatus); },
     onSession: (fn) => sessionListeners.push(fn),
     get session() { return session; },

@@ -14,7 +14,7 @@
       message.className = "message error";
       message.textContent = `refused: ${err.message}`;
     }
-    load();
+    reload();
   }
 
   function row(r) {
@@ -33,7 +33,8 @@
       el("td", {}, r.quality_reason || "–"),
       el("td", {}, r.in_analysis ? "yes" : "–"),
       el("td", { class: "nowrap" }, choice, " ", reason, " ",
-        el("button", { onclick: () => mark(r.number, choice.value, reason.value) }, "Save")));
+        el("button", { shifter: true, onclick: () => mark(r.number, choice.value, reason.value) },
+          "Save")));
   }
 
   async function load() {
@@ -55,5 +56,5 @@
   }
 
   NUDAQ.onSession((s) => { document.getElementById("readonly-note").hidden = s.logged_in; });
-  load();
+  const reload = NUDAQ.every(0, load);
 })();

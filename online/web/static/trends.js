@@ -1,7 +1,7 @@
 /* Trends: background and mu_nu sensitivity against time and exposure, live rates, slow control. */
 "use strict";
 (() => {
-  const { el, api, num, sci, plot, COLORS } = NUDAQ;
+  const { el, api, num, rate, sci, plot, COLORS } = NUDAQ;
   let plots = [];
   const SLOW_NAMES = {
     power_MW: "Reactor thermal power", hv_V: "HPGe high voltage", ln2_pct: "LN2 level",
@@ -65,7 +65,7 @@
     }
     const r = h.rates;
     timePlot(document.getElementById("rates-plot"),
-      r.map((s) => ({ label: s.name, value: (u, v) => (v === null ? "–" : `${num(v, 1)} Hz`) })),
+      r.map((s) => ({ label: s.name, value: (u, v) => (v === null ? "–" : `${rate(v)} Hz`) })),
       [r.length ? secs(r[0].time_utc) : [], ...r.map((s) => s.values.map((v) => (v > 0 ? v : null)))],
       { log: true, label: "Hz" });
     const slow = document.getElementById("slow-plots");
