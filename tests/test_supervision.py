@@ -147,7 +147,7 @@ def test_dead_processes_come_back_and_the_run_goes_on(data_dir):
     """kill -9 of the monitor, the web server and slow control: each is restarted, run 1 goes
     on (slow control rejoins it: its absence is a restart gap of the reactor stream); then a
     readout stopped by SIGTERM ends its part of run 1, so run 1 ends and run 2 begins when it
-    is back."""
+    is back. Run control answers status requests while a stop waits for a held builder."""
     system = up(data_dir)
     try:
         first = running(data_dir, system)
@@ -173,6 +173,18 @@ def test_dead_processes_come_back_and_the_run_goes_on(data_dir):
 
         service(system, "readout", "crv").terminate()
         running(data_dir, system, run=2)
+
+        # run control answers while a stop waits for a held builder: status, and busy
+        builder = service(system, "builder")
+        builder.suspend()
+        stopping = subprocess.Popen(
+            [*NUDAQ, "run", "stop", "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL
+        )
+        wait_for(lambda: status(data_dir).get("state") == "stopping", 30, "a stop under way")
+        busy = nudaq("run", "start", "--data-dir", str(data_dir))
+        builder.resume()
+        assert stopping.wait(60) == 0
+        assert busy.returncode == 2 and "run control is busy (stopping)" in busy.stderr
     finally:
         system.send_signal(signal.SIGINT)
         code = system.wait(60)

@@ -1,12 +1,13 @@
 """Run control: the state machine served over ZeroMQ, delivering transitions to every process.
 
-Requests arrive on a REP socket (``network.run_control``) as JSON ``{"cmd": ...}``:
-``status``, ``start`` (optional ``comment``), ``stop``, ``shutdown``; every reply is
-``{"ok": bool, "error": str, ...}``. Transitions go to the processes over the ROUTER of
-daq.control.transitions, in a fixed order: at begin the builder first, then slow control,
-the vetoes and last the HPGe ADC (so every veto is live before the first HPGe pulse); at
-end the reverse.
-The builder's end-of-run acknowledgement carries the run summary.
+Requests arrive from REQ clients on a ROUTER socket (``network.run_control``) as JSON
+``{"cmd": ...}``: ``status``, ``start`` (optional ``comment``), ``stop``, ``shutdown``; every
+reply is ``{"ok": bool, "error": str, ...}``. While a transition goes on (a start or stop can
+take seconds), status requests are still answered and other commands refused as busy.
+Transitions go to the processes over the ROUTER of daq.control.transitions, in a fixed
+order: at begin the builder first, then slow control, the vetoes and last the HPGe ADC (so
+every veto is live before the first HPGe pulse); at end the reverse. The builder's end-of-run
+acknowledgement carries the run summary.
 
 Processes may die and come back during a run (daq.control.supervisor restarts them): run
 control forgets a process that died, skips it in transitions while it is away (the builder
@@ -90,9 +91,9 @@ class RunControl:
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted process takes its name
         self.router.bind(config.endpoint("transitions", data_dir))
-        self.rep = self.ctx.socket(zmq.REP)
-        self.rep.setsockopt(zmq.LINGER, 0)
-        self.rep.bind(config.endpoint("run_control", data_dir))
+        self.clients = self.ctx.socket(zmq.ROUTER)  # REQ clients, answered in any order
+        self.clients.setsockopt(zmq.LINGER, 0)
+        self.clients.bind(config.endpoint("run_control", data_dir))
         self.snapshots = SnapshotSubscriber(self.ctx, config.endpoint("monitor", data_dir))
 
     # -- the transition channel -------------------------------------------------------------
@@ -145,6 +146,7 @@ class RunControl:
             alive()
             if name not in self.processes:
                 raise ProcessGone(f"process {name} died before it acknowledged {kind}")
+            self._serve_while_busy()
             for ack in self.pump(100):
                 if ack.get("id") == message_id:
                     if not ack.get("ok", False):
@@ -354,14 +356,10 @@ class RunControl:
     # -- client requests ----------------------------------------------------------------------
     def serve_request(self, alive=lambda: None) -> str | None:
         """Answer one pending client request, if any; returns the command served."""
-        if not self.rep.poll(0, zmq.POLLIN):
+        received = self._receive()
+        if received is None:
             return None
-        try:
-            request = json.loads(self.rep.recv())
-            command = request.get("cmd")
-        except (ValueError, AttributeError):
-            self.rep.send_json({"ok": False, "error": "request is not a JSON object"})
-            return None
+        client, command, request = received
         try:
             if command == "status":
                 reply = self.status()
@@ -373,14 +371,41 @@ class RunControl:
                 reply = {}
             else:
                 raise RunControlError(f"unknown command {command!r}")
-            self.rep.send_json({"ok": True, "error": "", **reply})
+            self._reply(client, {"ok": True, "error": "", **reply})
         except RunControlError as err:
-            self.rep.send_json({"ok": False, "error": str(err)})
+            self._reply(client, {"ok": False, "error": str(err)})
         return command
+
+    def _serve_while_busy(self) -> None:
+        """During a transition: status requests are answered, commands refused as busy (so a
+        shifter's status, and the monitor's, never wait for a run to end)."""
+        while (received := self._receive()) is not None:
+            client, command, _ = received
+            if command == "status":
+                self._reply(client, {"ok": True, "error": "", **self.status()})
+            else:
+                state = self.machine.state.value
+                self._reply(client, {"ok": False, "error": f"run control is busy ({state})"})
+
+    def _receive(self) -> tuple[bytes, str | None, dict] | None:
+        """The next client request (client, command, request), if one is waiting; one that
+        is not a JSON object is answered with an error here."""
+        if not self.clients.poll(0, zmq.POLLIN):
+            return None
+        client, *_, payload = self.clients.recv_multipart()
+        try:
+            request = json.loads(payload)
+            return client, request.get("cmd"), request
+        except (ValueError, AttributeError):
+            self._reply(client, {"ok": False, "error": "request is not a JSON object"})
+            return self._receive()
+
+    def _reply(self, client: bytes, reply: dict) -> None:
+        self.clients.send_multipart([client, b"", json.dumps(reply).encode()])
 
     def close(self) -> None:
         """Close every socket."""
-        for sock in (self.router, self.rep):
+        for sock in (self.router, self.clients):
             sock.close(0)
         self.snapshots.close()
 
