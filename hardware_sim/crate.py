@@ -85,6 +85,7 @@ class SimCrate:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._write_failed = False
         self._lag_warned_s = 0.0
         self._calls: deque[tuple[Callable[[], object], Future]] = deque()
         self._calls_lock = threading.Lock()
@@ -236,10 +237,19 @@ class SimCrate:
                 device.line.flush()
 
     def flush(self) -> None:
-        """Write pending truth rows and the fault counts."""
-        if self.truth is not None:
-            self.truth.flush()
-        write_fault_counts(self.sim_dir / FAULTS_FILE, self.fault_counts)
+        """Write pending truth rows and the fault counts. The hardware does not stop for a
+        full disk: a write that fails is logged (once until one succeeds), and the truth of
+        that moment is lost."""
+        try:
+            if self.truth is not None:
+                self.truth.flush()
+            write_fault_counts(self.sim_dir / FAULTS_FILE, self.fault_counts)
+        except OSError as err:
+            if not self._write_failed:
+                log.warning("ground truth not written (the simulation goes on): %s", err)
+            self._write_failed = True
+            return
+        self._write_failed = False
 
     def close(self) -> None:
         """Stop serving, flush the ground truth, close every line."""

@@ -16,7 +16,8 @@ from daq.store.session import make_engine, session_scope, upgrade_database
 
 RECOVERABLE = ("running", "error", "recovered")
 """States of a run that was not ended cleanly (a recovered run may be recovered again: its
-SQL is brought to equal its raw file once more)."""
+SQL is brought to equal its raw file once more); an ended run whose raw file could not be
+closed and linked (a full disk) is recoverable too."""
 
 
 def register(subparsers) -> None:
@@ -40,9 +41,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         upgrade_database(engine)
         with session_scope(engine, readonly=True) as session:
-            state = get_run(session, args.run).state
-        if state not in RECOVERABLE:
-            raise RunControlError(f"run {args.run} is {state}, not left open by a crash")
+            run_row = get_run(session, args.run)
+            state, linked = run_row.state, run_row.raw_file is not None
+        if state not in RECOVERABLE and linked:
+            raise RunControlError(
+                f"run {args.run} is {state} with its raw file linked: nothing to recover"
+            )
         report = recover_run(config, engine, data_dir, args.run)
     finally:
         engine.dispose()

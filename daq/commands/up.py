@@ -290,6 +290,7 @@ def _loop(rc: RunControl, sup: Supervisor, config: Config, args) -> dict | None:
         rc.pump(100)
         rc.supervision = sup.status()
         rc.serve_returns(sup.check)
+        rc.serve_process_requests(sup.check)
         if rc.serve_request(sup.check) == "shutdown":
             break
         if interactive:

@@ -83,6 +83,8 @@ class RunControl:
         """Participants that died during the open run: True if they ended their part first."""
         self.returned: list[str] = []
         """Participants back after dying during the open run, waiting to rejoin it."""
+        self.requests: list[tuple[str, dict]] = []
+        """Requests of processes: the builder asks to stop a run it had to close."""
         self.supervision: dict[str, dict] = {}
         """The supervisor's view of every process (daq.control.supervisor.Supervisor.status)."""
         self._next_id = 1
@@ -104,6 +106,9 @@ class RunControl:
             log.info("process %s (pid %s) joined", name, message.get("pid"))
             if name in self.away and name not in self.returned:
                 self.returned.append(name)
+            return None
+        if message.get("type") == "request":
+            self.requests.append((name, message))
             return None
         return message
 
@@ -201,7 +206,7 @@ class RunControl:
                 raise
             self.away[name] = False
 
-    def stop_run(self, alive=lambda: None) -> dict:
+    def stop_run(self, alive=lambda: None, reason: str = "") -> dict:
         """End the current run on every participant; returns the builder's run summary."""
         from daq.store.runs import add_logbook, end_run
         from daq.store.session import session_scope
@@ -222,9 +227,13 @@ class RunControl:
             self.fail(str(err))
             raise
         with session_scope(self.engine) as session:
-            end_run(session, number)
+            end_run(session, number, error=reason)
             add_logbook(
-                session, "run control", f"run {number} stopped", run_number=number, automatic=True
+                session,
+                "run control",
+                f"run {number} stopped{': ' + reason if reason else ''}",
+                run_number=number,
+                automatic=True,
             )
         self.machine.apply("stopped")
         self.last_summary = summary
@@ -283,6 +292,19 @@ class RunControl:
                     raise
                 self.away[name] = ended_part
                 self._logbook(f"{name} could not rejoin run {number}: {err}", number)
+
+    def serve_process_requests(self, alive=lambda: None) -> None:
+        """Act on what processes asked for: a stop of the open run (the builder closed it, and
+        why: its disk is full), with the reason in the run's record and the logbook."""
+        while self.requests:
+            name, request = self.requests.pop(0)
+            run, reason = request.get("run"), str(request.get("reason", ""))
+            if request.get("cmd") != "stop" or run != self.machine.run:
+                log.warning("ignored a request of %s: %s", name, request)
+                continue
+            if self.machine.state is RunState.RUNNING:
+                self._logbook(f"{name} stopped run {run}: {reason}", run)
+                self.stop_run(alive, reason=f"stopped by {name}: {reason}")
 
     def _rejoin(self, name: str, number: int, alive) -> None:
         incarnation = self.incarnations.get(name, 0) + 1

@@ -12,6 +12,8 @@ by exactly one acknowledgement. Messages are small JSON objects (control, not da
                              {"type": "exit", "id": int}
     process -> run control   {"type": "ack", "id": int, "name": str, "ok": bool,
                               "error": str, "info": {...}}
+                             {"type": "request", "cmd": "stop", "run": int, "reason": str}
+                              (the builder closed the run: its disk is full)
 
 The ``info`` of the builder's end-of-run acknowledgement is the run summary.
 """

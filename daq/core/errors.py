@@ -37,3 +37,8 @@ class RunControlError(NudaqError):
 
 class AnalysisError(NudaqError):
     """The requested analysis cannot be done on the selected data (no OFF data, empty window...)."""
+
+
+class DiskFull(NudaqError):
+    """The disk of the raw files is below its critical floor or refused a write: the run
+    stops (daq.processes.builder)."""

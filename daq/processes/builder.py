@@ -58,10 +58,14 @@ that many arrived, instead of waiting for end-of-run messages a damaged file may
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import resource
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +79,7 @@ from daq.build.increments import StreamDelta, dominant_state
 from daq.build.rates import RateMeter
 from daq.control.transitions import ControlClient
 from daq.core.config import Config
-from daq.core.errors import NudaqError, WireError
+from daq.core.errors import DiskFull, NudaqError, RawFileError, WireError
 from daq.core.overrides import with_overrides
 from daq.core.paths import db_url
 from daq.core.ratelog import RateLimitedLog
@@ -242,7 +246,17 @@ class RunRecorder:
         """Finish the run: build the rest, final commit, close the files; the run summary."""
         self.advance(final=True)
         built = time.monotonic()  # system-wide clock: the replay compares it with its own
-        raw_files = self._close_files()
+        try:
+            raw_files = self._close_files()
+        except DiskFull as err:  # SQL is committed all the same; recovery closes the files
+            log.error(
+                "run %d: %s; its raw files are left open (nudaq recover %d closes them once"
+                " the disk has room)",
+                self.run,
+                err,
+                self.run,
+            )
+            raw_files = []
         for variant in self.variants:
             variant.filler.close_run(raw_files, end_ns=variant.builder.exposure_end_ns)
         summary = self.summary() | {"eor_timeout": eor_timeout} | self._closing_facts(built)
@@ -304,6 +318,8 @@ class LiveRecorder(RunRecorder):
 
     def __init__(self, config: Config, engine, begin: RunBegin, data_dir: Path) -> None:
         prefix = run_prefix(data_dir, begin.run)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        check_disk(prefix.parent, config.alarms.disk_critical_GB)
         fsync_s = config.builder.raw_fsync_interval_s
         self.clock = DaqClock(config.sim.speed, config.builder.max_clock_lead_s)
         self.incarnations: dict[int, int] = {}
@@ -324,6 +340,7 @@ class LiveRecorder(RunRecorder):
             super().__init__(config, engine, begin)
             self.raw = RawWriter(prefix, begin.run, config.snapshot(), fsync_interval_s=fsync_s)
         self.raw_file = raw_path(prefix, PULSES)
+        self._disk_log = RateLimitedLog(log, REJECT_LOG_INTERVAL_S)
         now = time.monotonic()
         self._next_commit = now + config.builder.commit_interval_s
         self._next_flush = now + config.builder.raw_flush_interval_s
@@ -341,7 +358,9 @@ class LiveRecorder(RunRecorder):
             except (SQLAlchemyError, NudaqError) as err:
                 log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
         if now >= self._next_flush:
-            self.raw.flush()
+            self._check_disk()
+            with _raw_writes(self.raw_file):
+                self.raw.flush()
             self._next_flush = now + self.config.builder.raw_flush_interval_s
 
     def rejoin(self, stream: Stream, incarnation: int) -> None:
@@ -360,14 +379,56 @@ class LiveRecorder(RunRecorder):
         elif batch.base_kind == KIND_BOR and not batch.refusal:
             self.clock.anchor(batch.watermark_ns, now)
 
+    def _check_disk(self) -> None:
+        """Before every flush: DiskFull below ``alarms.disk_critical_GB`` free (so the run
+        stops while its files can still be closed), a warning below ``alarms.disk_low_GB``."""
+        alarms = self.config.alarms
+        free_GB = check_disk(self.raw_file.parent, alarms.disk_critical_GB)
+        if free_GB < alarms.disk_low_GB:
+            self._disk_log.log(
+                "disk low",
+                "run %d: free disk space %.3f GB is below alarms.disk_low_GB (%g GB); the run"
+                " stops at %g GB",
+                self.run,
+                free_GB,
+                alarms.disk_low_GB,
+                alarms.disk_critical_GB,
+            )
+
     def _record_batch(self, batch) -> None:
-        self.raw.write_batch(batch)
+        with _raw_writes(self.raw_file):
+            self.raw.write_batch(batch)
 
     def _record_events(self, events) -> None:
-        self.raw.write_events(events)
+        with _raw_writes(self.raw_file):
+            self.raw.write_events(events)
 
     def _close_files(self) -> list[RawFileInfo]:
-        return self.raw.close()
+        with _raw_writes(self.raw_file):
+            return self.raw.close()
+
+
+def check_disk(directory: Path, floor_GB: float) -> float:
+    """The free space (GB) of ``directory``'s disk; DiskFull below ``floor_GB``."""
+    free_GB = shutil.disk_usage(directory).free / 1e9
+    if free_GB < floor_GB:
+        raise DiskFull(
+            f"free disk space {free_GB:.3f} GB in {directory} is below"
+            f" alarms.disk_critical_GB ({floor_GB:g} GB)"
+        )
+    return free_GB
+
+
+@contextmanager
+def _raw_writes(path: Path) -> Iterator[None]:
+    """A raw file that cannot be written (no space left, or its disk failed) is DiskFull:
+    the run stops instead of the builder."""
+    try:
+        yield
+    except (OSError, RawFileError) as err:
+        if isinstance(err, OSError) and err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise
+        raise DiskFull(f"cannot write {path}: {err}") from err
 
 
 class ReplayRecorder(RunRecorder):
@@ -447,19 +508,30 @@ class BuilderProcess:
                 else:
                     poller.unregister(self.pull)
             events = dict(poller.poll(POLL_MS))
-            if self.pull in events:
-                self._read_data()
-            if self.control.socket in events:
-                self._read_transitions()
-            if self.pull_events in events:
-                self._read_pull_events()
-            if self.recorder is not None:
-                self.recorder.tick()
-                self._maybe_end()
+            try:
+                if self.pull in events:
+                    self._read_data()
+                if self.control.socket in events:
+                    self._read_transitions()
+                if self.pull_events in events:
+                    self._read_pull_events()
+                if self.recorder is not None:
+                    self.recorder.tick()
+                    self._maybe_end()
+            except DiskFull as err:
+                self._stop_run(str(err))
             self._publish()
         if self.recorder is not None:
             log.info("stop signal: ending run %d", self.recorder.run)
             self._end_run(at_exit=True)
+
+    def _stop_run(self, reason: str) -> None:
+        """Close the open run at once (what can be closed of its files: the disk may refuse
+        even that) and ask run control to end it on every process."""
+        run = self.recorder.run
+        log.error("run %d stops: %s", run, reason)
+        self._end_run()
+        self.control.send({"type": "request", "cmd": "stop", "run": run, "reason": reason})
 
     def _read_data(self) -> None:
         recorder = self.recorder

@@ -17,6 +17,30 @@ from daq.core.paths import data_dir as resolve_data_dir
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
+class LogFile(logging.FileHandler):
+    """A process's log file that outlives a full disk: a record it cannot write is dropped,
+    and the console says so once, until a write succeeds again (logging's own handling
+    would print a traceback for every record)."""
+
+    failing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self.failing and not self._failed_now:
+            self.failing = False
+            print(f"{self.baseFilename}: writable again", file=sys.stderr)
+        self._failed_now = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_now = True
+        if not self.failing:
+            self.failing = True
+            err = sys.exc_info()[1]
+            print(f"{self.baseFilename}: log records are lost: {err}", file=sys.stderr)
+
+    _failed_now = False
+
+
 def setup_logging(name: str, data_dir: Path) -> None:
     """Log at INFO to data_dir/logs/<name>.log and at WARNING to the console."""
     log_dir = Path(data_dir) / "logs"
@@ -24,7 +48,7 @@ def setup_logging(name: str, data_dir: Path) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.INFO)
-    file_handler = logging.FileHandler(log_dir / f"{name}.log")
+    file_handler = LogFile(log_dir / f"{name}.log")
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
