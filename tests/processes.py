@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -37,3 +41,23 @@ def stop_up(process: subprocess.Popen) -> None:
     for child in children:
         if child.is_running():
             child.kill()
+
+
+def kill_processes_of(path: Path) -> None:
+    """Kill every process whose command line names ``path`` (what a failed test left)."""
+    for p in psutil.process_iter(["cmdline"]):
+        if str(path) in " ".join(p.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
+@contextlib.contextmanager
+def scratch_data_dir(prefix: str = "nq") -> Iterator[Path]:
+    """A short data directory under /tmp (ipc socket paths must stay under ~100 characters);
+    at the end every process still running on it is killed and it is removed."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        kill_processes_of(path)
+        shutil.rmtree(path, ignore_errors=True)

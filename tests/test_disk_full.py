@@ -23,9 +23,9 @@ import pytest
 
 from daq.core.config import Config
 from daq.formats.rawfile import RawReader
-from tests.processes import NUDAQ
+from tests.processes import kill_processes_of
 from tests.test_replay_system import stored
-from tests.test_supervision import nudaq, of_run, replayed, service, sql, wait_for
+from tests.test_supervision import nudaq, of_run, replayed, service, sql, up, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
@@ -35,7 +35,7 @@ SPEED = 20.0
 
 @pytest.fixture
 def small_disk():
-    """A tmpfs of TMPFS_MB mounted for the test (skipped where mounting is not allowed)."""
+    """A 64 MB tmpfs mounted for the test (skipped where mounting is not allowed)."""
     path = Path(tempfile.mkdtemp(prefix="nqf", dir="/tmp"))
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(path)],
@@ -48,25 +48,10 @@ def small_disk():
     try:
         yield path
     finally:
-        for p in psutil.process_iter(["cmdline"]):
-            if str(path) in " ".join(p.info["cmdline"] or []):
-                p.kill()
+        kill_processes_of(path)
         time.sleep(0.5)
         subprocess.run(["umount", "-l", str(path)], check=False)
         path.rmdir()
-
-
-def start(data_dir: Path, config: Config, *args: str) -> subprocess.Popen:
-    path = data_dir.parent / f"{data_dir.name}-config.json"
-    path.write_text(config.snapshot())
-    with open(data_dir.parent / f"{data_dir.name}-up.err", "w") as err:
-        return subprocess.Popen(
-            [*NUDAQ, "up", "--sim", "--config", str(path), "--speed", str(SPEED), *args]
-            + ["--data-dir", str(data_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
 
 
 def builder_of(system: subprocess.Popen) -> psutil.Process | None:
@@ -91,7 +76,7 @@ def test_below_the_critical_floor_the_run_stops_with_its_files_closed(small_disk
     config = Config()
     config.alarms.disk_critical_GB = 0.03
     config.alarms.disk_low_GB = 0.045
-    system = start(data_dir, config)
+    system = up(data_dir, config, speed=SPEED)
     try:
         builder = wait_for(lambda: builder_of(system), 60, "the builder", system)
         state, error, raw_file = stopped_run(data_dir / "nudaq.sqlite", system)
@@ -127,7 +112,7 @@ def test_a_disk_that_fills_up_stops_the_run_and_recovery_closes_it_later(small_d
     config = Config()
     config.alarms.disk_critical_GB = 0.0  # no floor: the disk fills up
     config.alarms.disk_low_GB = 0.01
-    system = start(data_dir, config, "--db", f"sqlite:///{db}")
+    system = up(data_dir, config, "--db", f"sqlite:///{db}", speed=SPEED)
     try:
         builder = wait_for(lambda: builder_of(system), 60, "the builder", system)
         state, error, _ = stopped_run(db, system)

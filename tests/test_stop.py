@@ -12,10 +12,8 @@ import ast
 import contextlib
 import json
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from daq.formats.rawfile import RawReader
 from daq.formats.wire import KIND_BOR, KIND_EOR
 from daq.processes.builder import DRAIN_S
 from hardware_sim.truth import TRUTH_FILE, read_truth
-from tests.processes import NUDAQ
+from tests.processes import NUDAQ, scratch_data_dir
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +43,10 @@ DATA = ("hpge", "acv", "crv")
 
 @pytest.fixture
 def data_dir():
-    """A short data directory (ipc socket paths must stay under ~100 characters); at the end
-    every process still running on it is killed (a test that failed midway, a held builder)."""
-    path = Path(tempfile.mkdtemp(prefix="nq", dir="/tmp"))
-    yield path
-    for p in psutil.process_iter(["cmdline"]):
-        if str(path) in " ".join(p.info["cmdline"] or []):
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-    shutil.rmtree(path, ignore_errors=True)
+    """A short data directory; at the end every process still running on it is killed (a
+    test that failed midway, a held builder)."""
+    with scratch_data_dir() as path:
+        yield path
 
 
 def start(data_dir: Path, config: Config) -> tuple[subprocess.Popen, list[psutil.Process]]:

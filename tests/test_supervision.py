@@ -12,7 +12,6 @@ tests/test_losses.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import signal
@@ -27,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 from daq.core.config import Config
 from daq.formats.rawfile import RawReader
-from tests.processes import NUDAQ
+from tests.processes import NUDAQ, scratch_data_dir
 from tests.test_replay_system import stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -37,28 +36,25 @@ SPEED = 5.0
 
 @pytest.fixture
 def data_dir():
-    """A short data directory (ipc paths stay short); every process still running on it at
-    the end is killed."""
-    path = Path(tempfile.mkdtemp(prefix="nqs", dir="/tmp"))
-    yield path
-    for p in psutil.process_iter(["cmdline"]):
-        if str(path) in " ".join(p.info["cmdline"] or []):
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-    shutil.rmtree(path, ignore_errors=True)
+    """A short data directory; every process still running on it at the end is killed."""
+    with scratch_data_dir("nqs") as path:
+        yield path
 
 
 def nudaq(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([*NUDAQ, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def up(data_dir: Path, config: Config | None = None, *args: str) -> subprocess.Popen:
-    """``nudaq up --sim`` at SPEED, its console in ``<data dir>/up.err``."""
+def up(
+    data_dir: Path, config: Config | None = None, *args: str, speed: float = SPEED
+) -> subprocess.Popen:
+    """``nudaq up --sim`` at ``speed``, its console in ``<data dir>/up.err``."""
+    data_dir.mkdir(exist_ok=True)
     path = data_dir / "test-config.json"
     path.write_text((config or Config()).snapshot())
     with open(data_dir / "up.err", "a") as err:
         return subprocess.Popen(
-            [*NUDAQ, "up", "--sim", "--config", str(path), "--speed", str(SPEED), *args]
+            [*NUDAQ, "up", "--sim", "--config", str(path), "--speed", str(speed), *args]
             + ["--data-dir", str(data_dir)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
