@@ -35,10 +35,10 @@ SPEED = 20.0
 
 @pytest.fixture
 def small_disk():
-    """A 64 MB tmpfs mounted for the test (skipped where mounting is not allowed)."""
+    """A 40 MB tmpfs mounted for the test (skipped where mounting is not allowed)."""
     path = Path(tempfile.mkdtemp(prefix="nqf", dir="/tmp"))
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(path)],
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(path)],
         capture_output=True,
         text=True,
     )
@@ -74,8 +74,8 @@ def stopped_run(db: Path, system: subprocess.Popen) -> tuple:
 def test_below_the_critical_floor_the_run_stops_with_its_files_closed(small_disk, tmp_path):
     data_dir = small_disk / "data"
     config = Config()
-    config.alarms.disk_critical_GB = 0.03
-    config.alarms.disk_low_GB = 0.045
+    config.alarms.disk_critical_GB = 0.015
+    config.alarms.disk_low_GB = 0.025
     system = up(data_dir, config, speed=SPEED)
     try:
         builder = wait_for(lambda: builder_of(system), 60, "the builder", system)
@@ -92,8 +92,8 @@ def test_below_the_critical_floor_the_run_stops_with_its_files_closed(small_disk
     finally:
         system.send_signal(signal.SIGINT)
         system.wait(60)
-    assert state == "ended" and "below alarms.disk_critical_GB (0.03 GB)" in error, error
-    assert 0.02 < free_GB < 0.03 + 0.01  # stopped near the floor, well before the disk filled
+    assert state == "ended" and "below alarms.disk_critical_GB (0.015 GB)" in error, error
+    assert 0.005 < free_GB < 0.015 + 0.01  # stopped near the floor, before the disk filled
     assert RawReader(raw_file).damage is None
     assert alarms == [("critical",)]
     assert refused.returncode == 2 and "alarms.disk_critical_GB" in refused.stderr
@@ -108,7 +108,7 @@ def test_a_disk_that_fills_up_stops_the_run_and_recovery_closes_it_later(small_d
     data_dir.mkdir()
     db = tmp_path / "nudaq.sqlite"  # SQL on another disk: it is committed all the same
     ballast = small_disk / "ballast"
-    ballast.write_bytes(os.urandom(8 << 20))  # what the shifter frees afterwards
+    ballast.write_bytes(os.urandom(4 << 20))  # what the shifter frees afterwards
     config = Config()
     config.alarms.disk_critical_GB = 0.0  # no floor: the disk fills up
     config.alarms.disk_low_GB = 0.01

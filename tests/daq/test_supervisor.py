@@ -131,7 +131,7 @@ def test_a_crash_loop_raises_and_the_child_is_given_up(tmp_path, monkeypatch):
         sup.check()  # given up: no second report, no restart
     finally:
         sup.stop_all(timeout_s=5)
-    assert [kind for kind, *_ in events] == ["died", "restarted", "died", "restarted"]
+    assert [kind for kind, *_ in events] == ["died", "restarted", "died", "restarted", "died"]
     assert events[0][3]  # exit 0: a clean exit
     assert not sup.status()["crasher"]["running"]
     assert (tmp_path / "starts").read_text() == "xxx"
