@@ -7,6 +7,17 @@ daq.control.transitions, in a fixed order: at begin the builder first, then slow
 the vetoes and last the HPGe ADC (so every veto is live before the first HPGe pulse); at
 end the reverse.
 The builder's end-of-run acknowledgement carries the run summary.
+
+SQL through database outages. A run's end (``stop_run``, ``fail``: the run's state and stop
+time, the automatic logbook entry) is a queued write of run control (daq.store.durable): a
+stop completes while the database is away, and its SQL is stored when it is back. A start
+is refused, in one line and without leaving idle, while the database is unavailable or run
+control's queued writes are still being stored. The run number is the database's: one more
+than the highest number it holds, allocated in the transaction that records the run, and
+that database is shared (``nudaq sim generate``, a second system, a test stand may all add
+runs to it). A number taken without it (from the raw-file directory or a local counter)
+could already be, or soon be, another run's, and two runs with one number cannot both be
+stored; so no run begins that the database has not numbered.
 """
 
 from __future__ import annotations
@@ -63,6 +74,14 @@ class RunControl:
         self.rep.setsockopt(zmq.LINGER, 0)
         self.rep.bind(config.endpoint("run_control", data_dir))
         self.snapshots = SnapshotSubscriber(self.ctx, config.endpoint("monitor", data_dir))
+        # the store is imported where it is used: clients of ``request`` (nudaq run,
+        # status, the monitor) need none of it
+        from daq.store.durable import DurableWriter
+        from daq.store.runs import RUN_END, apply_run_end
+
+        self.writes = DurableWriter(
+            engine, self.data_dir, "runcontrol", {RUN_END: apply_run_end}, config.database
+        )
 
     # -- the transition channel -------------------------------------------------------------
     def _handle_process_message(self, identity: bytes, message: dict) -> dict | None:
@@ -120,21 +139,15 @@ class RunControl:
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, comment: str = "", alive=lambda: None) -> int:
-        """Begin a new run on every participant; returns its number."""
-        from daq.store.runs import add_logbook, create_run, next_run_number
-        from daq.store.session import session_scope
+        """Begin a new run on every participant; returns its number.
 
+        The run is recorded in SQL first, which numbers it; without the database the start
+        is refused and run control stays idle (module doc).
+        """
+        if self.machine.state is not RunState.IDLE:
+            raise RunControlError(f"cannot start while {self.machine.state.value}")
+        number = self._create_run(comment)
         self.machine.apply("start")
-        with session_scope(self.engine) as session:
-            number = next_run_number(session)
-            create_run(session, number, self.config, comment=comment, simulated=True)
-            add_logbook(
-                session,
-                "run control",
-                f"run {number} started. {comment}".strip(),
-                run_number=number,
-                automatic=True,
-            )
         self.machine.run = number
         self.run_started = time.time()
         self.last_summary = None
@@ -147,10 +160,45 @@ class RunControl:
         log.info("run %d started", number)
         return number
 
-    def stop_run(self, alive=lambda: None) -> dict:
-        """End the current run on every participant; returns the builder's run summary."""
-        from daq.store.runs import add_logbook, end_run
+    def _create_run(self, comment: str) -> int:
+        """Record a new run in SQL, numbered by it (waiting for another SQLite writer at most
+        ``database.busy_timeout_s``); RunControlError in one line if the database cannot."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from daq.store.durable import first_line
+        from daq.store.runs import add_logbook, create_run, next_run_number
         from daq.store.session import session_scope
+
+        if not self.writes.caught_up:
+            status = self.writes.status()
+            raise RunControlError(
+                "cannot start a run: the database is unavailable or still storing earlier"
+                f" writes ({status['queued']} queued, {status['journaled']} journaled);"
+                " runs are numbered by it: start again when it answers"
+            )
+        try:
+            timeout_s = self.config.database.busy_timeout_s
+            with session_scope(self.engine, busy_timeout_s=timeout_s) as session:
+                number = next_run_number(session)
+                create_run(session, number, self.config, comment=comment, simulated=True)
+                add_logbook(
+                    session,
+                    "run control",
+                    f"run {number} started. {comment}".strip(),
+                    run_number=number,
+                    automatic=True,
+                )
+        except SQLAlchemyError as err:
+            raise RunControlError(
+                f"cannot start a run: the database is unavailable ({first_line(err)});"
+                " runs are numbered by it: start again when it answers"
+            ) from None
+        return number
+
+    def stop_run(self, alive=lambda: None) -> dict:
+        """End the current run on every participant; returns the builder's run summary.
+        The run's end is a queued write: stored now, or when the database is back."""
+        from daq.store.runs import RUN_END, run_end
 
         self.machine.apply("stop")
         number = self.machine.run
@@ -163,35 +211,24 @@ class RunControl:
         except RunControlError as err:
             self.fail(str(err))
             raise
-        with session_scope(self.engine) as session:
-            end_run(session, number)
-            add_logbook(
-                session, "run control", f"run {number} stopped", run_number=number, automatic=True
-            )
+        self.writes.submit(RUN_END, run_end(number, f"run {number} stopped"))
         self.machine.apply("stopped")
         self.last_summary = summary
         log.info("run %d stopped: %s", number, summary)
         return summary
 
     def fail(self, reason: str) -> None:
-        """Enter the error state, mark the open run as failed, and remember why."""
-        from daq.store.runs import add_logbook, end_run
-        from daq.store.session import session_scope
+        """Enter the error state, mark the open run as failed (a queued write), and remember
+        why."""
+        from daq.store.runs import RUN_END, run_end
 
         self.error = reason
         number = self.machine.run if self.machine.state is not RunState.IDLE else None
         self.machine.apply("fail")
         log.error("run control error: %s", reason)
         if number is not None:
-            with session_scope(self.engine) as session:
-                end_run(session, number, state="error", error=reason)
-                add_logbook(
-                    session,
-                    "run control",
-                    f"run {number} failed: {reason}",
-                    run_number=number,
-                    automatic=True,
-                )
+            text = f"run {number} failed: {reason}"
+            self.writes.submit(RUN_END, run_end(number, text, state="error", error=reason))
 
     def status(self) -> dict:
         """Everything a shifter's status view shows."""
@@ -234,10 +271,12 @@ class RunControl:
         return command
 
     def close(self) -> None:
-        """Close every socket."""
+        """Close every socket; store the queued writes (or journal them, see
+        daq.store.durable)."""
         for sock in (self.router, self.rep):
             sock.close(0)
         self.snapshots.close()
+        self.writes.close()
 
 
 def request(config: Config, data_dir: Path, command: str, timeout_s: float = 90.0, **fields):
