@@ -11,8 +11,9 @@ After each: nothing crashed (every process was alive until the stop, no tracebac
 log), the outage was detected and reported ("database unavailable" and "available again" in
 the logs), the run is ended and linked to its raw file in SQL, SQL equals a replay of the raw
 file (spectra, exposures, stream stats, reactor intervals and coverage gaps, bit for bit),
-and every pulse the readouts sent is in the raw file or counted lost; under the SQLite lock
-none was lost at all (the builder never waited for the database).
+every slow-control reading of the run is stored once, and every pulse the readouts sent is
+in the raw file or counted lost; under the SQLite lock none was lost at all (the builder
+never waited for the database).
 
 The outage lasts OUTAGE_S beyond the longest timeout configured on the path (CI: a few
 seconds); ``NUDAQ_TEST_OUTAGE_S=60`` gives the 60 s outage the DAQ is required to ride
@@ -37,6 +38,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from daq.core.config import Config
+from daq.core.records import Stream
+from daq.drivers.slowcontrol_device import QUANTITIES
+from daq.formats.rawfile import RawReader
 from tests import test_stop
 from tests.daq.test_durable import locked
 from tests.processes import NUDAQ
@@ -104,9 +108,13 @@ def tracebacks(data_dir: Path) -> dict[str, int]:
 
 
 def reported(data_dir: Path, process: str) -> bool:
-    """The process logged the outage when it began and when it ended."""
-    log = (data_dir / "logs" / f"{process}.log").read_text()
-    return "database unavailable" in log and "database available again" in log
+    """The process logged the outage when it began and when it ended (printed)."""
+    lines = (data_dir / "logs" / f"{process}.log").read_text().splitlines()
+    said = [line for line in lines if "daq.store.durable" in line]
+    print(process, *said, sep="\n  ")
+    return any("database unavailable" in s for s in said) and any(
+        "database available again" in s for s in said
+    )
 
 
 def run_row(url: str) -> tuple[str, str | None]:
@@ -118,6 +126,28 @@ def run_row(url: str) -> tuple[str, str | None]:
             return tuple(row)
     finally:
         engine.dispose()
+
+
+def readings_stored(url: str, raw_file: Path) -> None:
+    """Every slow-control reading in SQL is stored once (a row per quantity), and every
+    reading sent as a REACTOR pulse during the run (the raw file) is among them."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT clock_ns, count(*) FROM slow_control GROUP BY clock_ns")
+            ).all()
+    finally:
+        engine.dispose()
+    stored = dict(rows)
+    assert set(stored.values()) == {len(QUANTITIES)}, "a reading stored twice or in part"
+    sent = {
+        int(t)
+        for batch in RawReader(raw_file).iter_batches()
+        if batch.stream == Stream.REACTOR
+        for t in batch.pulses["t_ns"]
+    }
+    assert sent and not sent - stored.keys(), sorted(sent - stored.keys())[:10]
 
 
 def replayed(raw_file: Path, work: Path) -> dict[str, list]:
@@ -145,6 +175,7 @@ def assert_rode_through(data_dir: Path, url: str, up, children) -> dict[str, dic
     state, raw_file = run_row(url)
     assert state == "ended" and raw_file == str(data_dir / "raw" / "run000001.pulses.arrow")
     assert stored_at(url) == replayed(Path(raw_file), data_dir / "replay")
+    readings_stored(url, Path(raw_file))
     rows = balance(data_dir)
     assert_nothing_lost(rows)
     assert not list((data_dir / "journal").glob("*/*.jnl")), "writes left in a journal"

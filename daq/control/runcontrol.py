@@ -22,11 +22,13 @@ stored; so no run begins that the database has not numbered.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -34,6 +36,9 @@ from daq.control.observer import SnapshotSubscriber
 from daq.control.runstate import RunState, RunStateMachine
 from daq.core.config import Config
 from daq.core.errors import RunControlError
+
+if TYPE_CHECKING:
+    from daq.store.durable import DurableWriter
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +79,6 @@ class RunControl:
         self.rep.setsockopt(zmq.LINGER, 0)
         self.rep.bind(config.endpoint("run_control", data_dir))
         self.snapshots = SnapshotSubscriber(self.ctx, config.endpoint("monitor", data_dir))
-        # the store is imported where it is used: clients of ``request`` (nudaq run,
-        # status, the monitor) need none of it
-        from daq.store.durable import DurableWriter
-        from daq.store.runs import RUN_END, apply_run_end
-
-        self.writes = DurableWriter(
-            engine, self.data_dir, "runcontrol", {RUN_END: apply_run_end}, config.database
-        )
 
     # -- the transition channel -------------------------------------------------------------
     def _handle_process_message(self, identity: bytes, message: dict) -> dict | None:
@@ -138,6 +135,22 @@ class RunControl:
         raise RunControlError(f"{name} did not acknowledge {kind} within {timeout_s:.0f} s")
 
     # -- runs ---------------------------------------------------------------------------------
+    @functools.cached_property
+    def writes(self) -> DurableWriter:
+        """Run control's queued writes, opened at the first run (with the journal an earlier
+        run control left): a replay, which uses run control for its transitions only, opens
+        none. The store is imported here: clients of ``request`` need none of it."""
+        from daq.store.durable import DurableWriter
+        from daq.store.runs import RUN_END, apply_run_end
+
+        return DurableWriter(
+            self.engine,
+            self.data_dir,
+            "runcontrol",
+            {RUN_END: apply_run_end},
+            self.config.database,
+        )
+
     def start_run(self, comment: str = "", alive=lambda: None) -> int:
         """Begin a new run on every participant; returns its number.
 
@@ -161,15 +174,17 @@ class RunControl:
         return number
 
     def _create_run(self, comment: str) -> int:
-        """Record a new run in SQL, numbered by it (waiting for another SQLite writer at most
-        ``database.busy_timeout_s``); RunControlError in one line if the database cannot."""
+        """Record a new run in SQL, numbered by it, after run control's queued writes (waiting
+        for those, and for another SQLite writer, at most ``database.busy_timeout_s`` each);
+        RunControlError in one line if the database cannot."""
         from sqlalchemy.exc import SQLAlchemyError
 
         from daq.store.durable import first_line
         from daq.store.runs import add_logbook, create_run, next_run_number
         from daq.store.session import session_scope
 
-        if not self.writes.caught_up:
+        timeout_s = self.config.database.busy_timeout_s
+        if not (self.writes.wait(timeout_s) and self.writes.caught_up):
             status = self.writes.status()
             raise RunControlError(
                 "cannot start a run: the database is unavailable or still storing earlier"
@@ -177,7 +192,6 @@ class RunControl:
                 " runs are numbered by it: start again when it answers"
             )
         try:
-            timeout_s = self.config.database.busy_timeout_s
             with session_scope(self.engine, busy_timeout_s=timeout_s) as session:
                 number = next_run_number(session)
                 create_run(session, number, self.config, comment=comment, simulated=True)
@@ -276,7 +290,8 @@ class RunControl:
         for sock in (self.router, self.rep):
             sock.close(0)
         self.snapshots.close()
-        self.writes.close()
+        if "writes" in self.__dict__:
+            self.writes.close()
 
 
 def request(config: Config, data_dir: Path, command: str, timeout_s: float = 90.0, **fields):

@@ -235,12 +235,11 @@ class JournalFile:
     def head(self) -> Write | None:
         """The next write to apply, None when every write was read."""
         if self._head is None and self.pending:
-            self._handle.seek(self._offsets[self._next])
-            body = _read_record(self._handle)
             try:
-                payload = json.loads(body)
+                self._handle.seek(self._offsets[self._next])
+                payload = json.loads(_read_record(self._handle))
                 self._head = Write(self.writer, payload["seq"], payload["kind"], payload["data"])
-            except (TypeError, ValueError, KeyError) as err:
+            except (OSError, TypeError, ValueError, KeyError) as err:
                 log.error(
                     "%s: record %d cannot be read back (%s): it and the %d after it are lost",
                     self.path,
@@ -285,7 +284,6 @@ class DurableWriter:
         self.appliers = dict(appliers)
         self.settings = settings
         self.directory = Path(data_dir) / JOURNAL_DIR / name
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.incarnation = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{os.getpid()}"
         self.writer_id = f"{name}/{self.incarnation}"
         self.database = engine.url.render_as_string(hide_password=True)
@@ -304,16 +302,18 @@ class DurableWriter:
 
     # -- the caller's side ---------------------------------------------------------------------
     def submit(self, kind: str, data: dict) -> int:
-        """Queue a write (never waits for the database); its sequence number."""
+        """Queue a write (never waits for the database; after ``close`` it is journaled at
+        once); its sequence number."""
         if kind not in self.appliers:
             raise ValueError(f"{self.name}: no applier for writes of kind {kind!r}")
         with self._cond:
             self._seq += 1
             write = Write(self.writer_id, self._seq, kind, data)
-            if self._spill is None and len(self._memory) < self.settings.memory_writes:
+            held = self._spill is None and not self._stopped
+            if held and len(self._memory) < self.settings.memory_writes:
                 self._memory.append(write)
             else:
-                if self._spill is None:
+                if held:
                     log.warning(
                         "more than database.memory_writes = %d writes queued: journaling"
                         " them in %s",
@@ -381,6 +381,7 @@ class DurableWriter:
         into the journal first (it holds earlier writes)."""
         if self._spill is None:
             first = self._memory[0] if self._memory else write
+            self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{self.incarnation}.{first.seq:012d}{_SUFFIX}"
             self._spill = JournalFile.create(path, self.writer_id, self.database)
             for queued in self._memory:
