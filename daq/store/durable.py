@@ -26,7 +26,9 @@ connection dropped at the commit) is skipped when it is retried, never applied t
 
 Predecessors. A new writer first applies the journal files that earlier processes of its
 name left for the same database (a crash, an exit while the database was away), oldest
-first, then its own writes. One process of a name writes a data directory at a time.
+first, then its own writes. One process of a name writes a data directory at a time. (So a
+crashed run's SQL, rebuilt from its raw files, must be rebuilt after the crashed builder's
+journal is applied, or the journaled increments would count twice.)
 
 Journal layout, ``<data dir>/journal/<name>/``::
 
