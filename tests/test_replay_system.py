@@ -76,14 +76,19 @@ TABLES = {
     " events_uncovered",
     "stream_stats": "stream, pulses, dropped, lost_frames, missing_batches, rejected_messages,"
     " dead_ns, uncovered_ns",
-    "reactor_intervals": "reactor, start_ns, end_ns, power_MW",
+    "reactor_intervals": 'reactor, start_ns, end_ns, "power_MW"',  # quoted: PostgreSQL
     "coverage_gaps": "stream, reason, start_ns, end_ns",
 }
 
 
 def stored(db: Path, tag: str = "") -> dict[str, list]:
+    """Every stored result row of a tag in an SQLite file (keyed by run number)."""
+    return stored_at(f"sqlite:///{db}", tag)
+
+
+def stored_at(url: str, tag: str = "") -> dict[str, list]:
     """Every stored result row of a tag (keyed by run number, not database ids)."""
-    engine = create_engine(f"sqlite:///{db}")
+    engine = create_engine(url)
     with engine.connect() as conn:
         out = {
             table: sorted(

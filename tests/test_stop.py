@@ -49,14 +49,16 @@ def data_dir():
         yield path
 
 
-def start(data_dir: Path, config: Config) -> tuple[subprocess.Popen, list[psutil.Process]]:
-    """``nudaq up --sim`` with run 1 running; the process and its children. Its stderr goes
-    to a file: the children inherit it, and one left running must not hold up the test."""
+def start(
+    data_dir: Path, config: Config, *args: str
+) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """``nudaq up --sim ARGS`` with run 1 running; the process and its children. Its stderr
+    goes to a file: the children inherit it, and one left running must not hold up the test."""
     path = data_dir / "stop-config.json"
     path.write_text(config.snapshot())
     with open(data_dir / "up.stderr", "w") as stderr:
         up = subprocess.Popen(
-            [*NUDAQ, "up", "--sim", "--config", str(path), "--speed", str(SPEED)]
+            [*NUDAQ, "up", "--sim", "--config", str(path), "--speed", str(SPEED), *args]
             + ["--data-dir", str(data_dir)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

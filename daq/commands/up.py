@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         summary = _loop(rc, sup, config, args)
     except CrashLoop as err:
         print(f"nudaq up: error: {err}; stopping the system", file=sys.stderr)
-        _crash_loop_alarm(rc, str(err))
+        rc.supervisor_alarm("crash_loop", "critical", str(err), rc.machine.run)
         summary, code = _stop_after(rc, sup), 1
     except RunControlError as err:
         print(f"nudaq up: error: {err}", file=sys.stderr)
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 def _recover_open_runs(config: Config, engine, data_dir: Path) -> None:
     """Close every run a crash left open (daq.store.rebuild.recover_run); one that cannot be
     recovered is marked failed with the reason, and the system starts anyway."""
-    from daq.core.errors import NudaqError
+    from daq.core.errors import NudaqError, RawFileError
     from daq.store.rebuild import recover_run
     from daq.store.runs import end_run, open_runs
     from daq.store.session import session_scope
@@ -194,51 +194,32 @@ def _recover_open_runs(config: Config, engine, data_dir: Path) -> None:
                 f" {report['raw_file']} ({damage})",
                 file=sys.stderr,
             )
-        except (NudaqError, OSError) as err:
+        except RawFileError as err:  # its raw file is broken: it stays so
             print(f"nudaq: run {number} cannot be recovered: {err}", file=sys.stderr)
             with session_scope(engine) as session:
                 end_run(session, number, state="error", error=f"not recoverable: {err}")
+        except (NudaqError, OSError) as err:
+            print(
+                f"nudaq: run {number} is not recovered now ({err}); the next start, or"
+                f" nudaq recover {number}, tries again",
+                file=sys.stderr,
+            )
 
 
 def _supervision_events(rc: RunControl):
     """What nudaq up does when the supervisor reports a death or a restart: run control
     forgets or takes back the process, and an alarm stays raised while it is away."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from daq.store.alarms import SUPERVISOR_PREFIX, clear_alarm, raise_alarm
-    from daq.store.session import session_scope
 
     def handle(event: Event) -> None:
         name = event.child.name
-        alarm = f"{SUPERVISOR_PREFIX}restart:{name}"
         if event.kind == "died":
             rc.process_died(name, event.detail, event.clean)
-        try:
-            with session_scope(rc.engine) as session:
-                if event.kind == "died":
-                    message = f"process {name} {event.detail}: being restarted"
-                    raise_alarm(session, alarm, "warning", message, rc.machine.run)
-                else:
-                    clear_alarm(session, alarm, rc.machine.run)
-        except SQLAlchemyError as err:
-            log.error("alarm %s not recorded: %s", alarm, err)
+            message = f"process {name} {event.detail}: being restarted"
+            rc.supervisor_alarm(f"restart:{name}", "warning", message, rc.machine.run)
+        else:
+            rc.supervisor_alarm(f"restart:{name}", number=rc.machine.run)
 
     return handle
-
-
-def _crash_loop_alarm(rc: RunControl, message: str) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from daq.store.alarms import SUPERVISOR_PREFIX, raise_alarm
-    from daq.store.session import session_scope
-
-    try:
-        with session_scope(rc.engine) as session:
-            raise_alarm(
-                session, f"{SUPERVISOR_PREFIX}crash_loop", "critical", message, rc.machine.run
-            )
-    except SQLAlchemyError as err:
-        log.error("crash-loop alarm not recorded: %s", err)
 
 
 def _stop_after(rc: RunControl, sup: Supervisor) -> dict | None:

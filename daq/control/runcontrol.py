@@ -18,15 +18,28 @@ the run on the process, so the time it was away becomes a restart gap of its str
 participant that exited cleanly while the run went on (a stop signal of its own: it sent its
 end-of-run, and a stream's end is final) is brought back by ending the run and beginning the
 next. A restarted builder is told to resume the open run from its raw file.
+
+SQL through database outages. A run's end (``stop_run``, ``fail``: the run's state and stop
+time, the automatic logbook entry) is a queued write of run control (daq.store.durable): a
+stop completes while the database is away, and its SQL is stored when it is back. A start
+is refused, in one line and without leaving idle, while the database is unavailable or run
+control's queued writes are still being stored. The run number is the database's: one more
+than the highest number it holds, allocated in the transaction that records the run, and
+that database is shared (``nudaq sim generate``, a second system, a test stand may all add
+runs to it). A number taken without it (from the raw-file directory or a local counter)
+could already be, or soon be, another run's, and two runs with one number cannot both be
+stored; so no run begins that the database has not numbered.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +48,9 @@ from daq.control.observer import SnapshotSubscriber
 from daq.control.runstate import RunState, RunStateMachine
 from daq.core.config import Config
 from daq.core.errors import RunControlError
+
+if TYPE_CHECKING:
+    from daq.store.durable import DurableWriter
 
 log = logging.getLogger(__name__)
 
@@ -161,22 +177,34 @@ class RunControl:
         raise RunControlError(f"{name} did not acknowledge {kind} within {timeout_s:.0f} s")
 
     # -- runs ---------------------------------------------------------------------------------
-    def start_run(self, comment: str = "", alive=lambda: None) -> int:
-        """Begin a new run on every participant; returns its number."""
-        from daq.store.runs import add_logbook, create_run, next_run_number
-        from daq.store.session import session_scope
+    @functools.cached_property
+    def writes(self) -> DurableWriter:
+        """Run control's queued writes, opened at the first run (with the journal an earlier
+        run control left): a replay, which uses run control for its transitions only, opens
+        none. The store is imported here: clients of ``request`` need none of it."""
+        from daq.store.alarms import SUPERVISOR_ALARM, apply_alarm_change
+        from daq.store.durable import DurableWriter
+        from daq.store.runs import LOGBOOK, RUN_END, apply_logbook, apply_run_end
 
+        appliers = {
+            RUN_END: apply_run_end,
+            LOGBOOK: apply_logbook,
+            SUPERVISOR_ALARM: apply_alarm_change,
+        }
+        return DurableWriter(
+            self.engine, self.data_dir, "runcontrol", appliers, self.config.database
+        )
+
+    def start_run(self, comment: str = "", alive=lambda: None) -> int:
+        """Begin a new run on every participant; returns its number.
+
+        The run is recorded in SQL first, which numbers it; without the database the start
+        is refused and run control stays idle (module doc).
+        """
+        if self.machine.state is not RunState.IDLE:
+            raise RunControlError(f"cannot start while {self.machine.state.value}")
+        number = self._create_run(comment)
         self.machine.apply("start")
-        with session_scope(self.engine) as session:
-            number = next_run_number(session)
-            create_run(session, number, self.config, comment=comment, simulated=True)
-            add_logbook(
-                session,
-                "run control",
-                f"run {number} started. {comment}".strip(),
-                run_number=number,
-                automatic=True,
-            )
         self.machine.run = number
         self.run_started = time.time()
         self.last_summary = None
@@ -206,10 +234,46 @@ class RunControl:
                 raise
             self.away[name] = False
 
-    def stop_run(self, alive=lambda: None, reason: str = "") -> dict:
-        """End the current run on every participant; returns the builder's run summary."""
-        from daq.store.runs import add_logbook, end_run
+    def _create_run(self, comment: str) -> int:
+        """Record a new run in SQL, numbered by it, after run control's queued writes (waiting
+        for those, and for another SQLite writer, at most ``database.busy_timeout_s`` each);
+        RunControlError in one line if the database cannot."""
+
+        from daq.store.durable import first_line
+        from daq.store.runs import add_logbook, create_run, next_run_number
         from daq.store.session import session_scope
+
+        timeout_s = self.config.database.busy_timeout_s
+        if not (self.writes.wait(timeout_s) and self.writes.caught_up):
+            status = self.writes.status()
+            raise RunControlError(
+                "cannot start a run: the database is unavailable or still storing earlier"
+                f" writes ({status['queued']} queued, {status['journaled']} journaled);"
+                " runs are numbered by it: start again when it answers"
+            )
+        try:
+            with session_scope(self.engine, busy_timeout_s=timeout_s) as session:
+                number = next_run_number(session)
+                create_run(session, number, self.config, comment=comment, simulated=True)
+                add_logbook(
+                    session,
+                    "run control",
+                    f"run {number} started. {comment}".strip(),
+                    run_number=number,
+                    automatic=True,
+                )
+        except SQLAlchemyError as err:
+            raise RunControlError(
+                f"cannot start a run: the database is unavailable ({first_line(err)});"
+                " runs are numbered by it: start again when it answers"
+            ) from None
+        return number
+
+    def stop_run(self, alive=lambda: None, reason: str = "") -> dict:
+        """End the current run on every participant (``reason``: why, when not asked by a
+        shifter); returns the builder's run summary. The run's end is a queued write: stored
+        now, or when the database is back."""
+        from daq.store.runs import RUN_END, run_end
 
         self.machine.apply("stop")
         number = self.machine.run
@@ -226,15 +290,8 @@ class RunControl:
         except RunControlError as err:
             self.fail(str(err))
             raise
-        with session_scope(self.engine) as session:
-            end_run(session, number, error=reason)
-            add_logbook(
-                session,
-                "run control",
-                f"run {number} stopped{': ' + reason if reason else ''}",
-                run_number=number,
-                automatic=True,
-            )
+        text = f"run {number} stopped{': ' + reason if reason else ''}"
+        self.writes.submit(RUN_END, run_end(number, text, error=reason))
         self.machine.apply("stopped")
         self.last_summary = summary
         log.info("run %d stopped: %s", number, summary)
@@ -330,36 +387,34 @@ class RunControl:
         )
 
     def _logbook(self, text: str, number: int | None) -> None:
-        """An automatic logbook entry of run control (logged also when SQL fails)."""
-        from daq.store.runs import add_logbook
-        from daq.store.session import session_scope
+        """An automatic logbook entry of run control (a queued write), also logged."""
+        from daq.store.runs import LOGBOOK, logbook_entry
 
         log.warning("%s", text)
-        try:
-            with session_scope(self.engine) as session:
-                add_logbook(session, "run control", text, run_number=number, automatic=True)
-        except SQLAlchemyError as err:
-            log.error("logbook entry not written (%s): %s", err.__class__.__name__, text)
+        self.writes.submit(LOGBOOK, logbook_entry("run control", text, number))
+
+    def supervisor_alarm(
+        self, name: str, severity: str = "", message: str = "", number: int | None = None
+    ) -> None:
+        """Raise (with a severity) or clear one of the supervisor's alarms (a queued write,
+        daq.store.alarms)."""
+        from daq.store.alarms import SUPERVISOR_ALARM, SUPERVISOR_PREFIX, alarm_change
+
+        change = alarm_change(SUPERVISOR_PREFIX + name, severity, message, number)
+        self.writes.submit(SUPERVISOR_ALARM, change)
 
     def fail(self, reason: str) -> None:
-        """Enter the error state, mark the open run as failed, and remember why."""
-        from daq.store.runs import add_logbook, end_run
-        from daq.store.session import session_scope
+        """Enter the error state, mark the open run as failed (a queued write), and remember
+        why."""
+        from daq.store.runs import RUN_END, run_end
 
         self.error = reason
         number = self.machine.run if self.machine.state is not RunState.IDLE else None
         self.machine.apply("fail")
         log.error("run control error: %s", reason)
         if number is not None:
-            with session_scope(self.engine) as session:
-                end_run(session, number, state="error", error=reason)
-                add_logbook(
-                    session,
-                    "run control",
-                    f"run {number} failed: {reason}",
-                    run_number=number,
-                    automatic=True,
-                )
+            text = f"run {number} failed: {reason}"
+            self.writes.submit(RUN_END, run_end(number, text, state="error", error=reason))
 
     def status(self) -> dict:
         """Everything a shifter's status view shows."""
@@ -426,10 +481,13 @@ class RunControl:
         self.clients.send_multipart([client, b"", json.dumps(reply).encode()])
 
     def close(self) -> None:
-        """Close every socket."""
+        """Close every socket; store the queued writes (or journal them, see
+        daq.store.durable)."""
         for sock in (self.router, self.clients):
             sock.close(0)
         self.snapshots.close()
+        if "writes" in self.__dict__:
+            self.writes.close()
 
 
 def request(config: Config, data_dir: Path, command: str, timeout_s: float = 90.0, **fields):

@@ -735,6 +735,26 @@ class Supervision(_Section):
         return self
 
 
+class Database(_Section):
+    """How the processes write SQL through database outages (daq.store.durable)."""
+
+    busy_timeout_s: Float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="SQLite: longest wait for another writer's lock per attempt (s)",
+    )
+    retry_interval_s: Float = Field(
+        1.0, gt=0, le=600, description="wait between attempts while the database is unavailable"
+    )
+    memory_writes: Int = Field(
+        1000, ge=1, le=1_000_000, description="writes queued in memory before the journal"
+    )
+    exit_wait_s: Float = Field(
+        5.0, ge=0, le=600, description="at exit, wait for queued writes before journaling them"
+    )
+
+
 class Config(_Section):
     """The whole nudaq configuration."""
 
@@ -751,6 +771,7 @@ class Config(_Section):
     analysis: Analysis = Field(default_factory=Analysis)
     web: Web = Field(default_factory=Web)
     supervision: Supervision = Field(default_factory=Supervision)
+    database: Database = Field(default_factory=Database)
 
     @model_validator(mode="after")
     def _across_sections(self) -> Config:

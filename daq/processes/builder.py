@@ -103,7 +103,8 @@ from daq.formats.wire import (
 )
 from daq.kernels.warmup import warm_up
 from daq.processes.common import StopFlag, base_parser, common_setup
-from daq.store.filler import SpectrumFiller
+from daq.store.durable import DurableWriter
+from daq.store.filler import SPECTRUM, SpectrumFiller, apply_increment
 from daq.store.rebuild import rebuild, run_prefix
 from daq.store.session import make_engine
 
@@ -194,12 +195,17 @@ class RunRecorder:
     raw_file: Path | None = None
 
     def __init__(
-        self, config: Config, engine, begin: RunBegin, variants: list[Variant] | None = None
+        self,
+        config: Config,
+        engine,
+        begin: RunBegin,
+        writes: DurableWriter | None = None,
+        variants: list[Variant] | None = None,
     ) -> None:
         self.run = begin.run
         self.config = config
         self.variants = variants or [
-            self._variant(engine, v.get("tag", ""), v.get("overrides", {}), begin)
+            self._variant(engine, writes, v.get("tag", ""), v.get("overrides", {}), begin)
             for v in begin.variants
         ]
         self.builder = self.variants[0].builder
@@ -207,10 +213,13 @@ class RunRecorder:
         self.undecodable = 0
         self._undecodable_pending = 0
 
-    def _variant(self, engine, tag: str, overrides: dict, begin: RunBegin) -> Variant:
+    def _variant(
+        self, engine, writes: DurableWriter | None, tag: str, overrides: dict, begin: RunBegin
+    ) -> Variant:
         config = with_overrides(self.config, overrides) if overrides else self.config
         builder = EventBuilder(config, self.run, begin.streams, begin.reactor_on)
-        return Variant(tag, builder, SpectrumFiller(engine, self.run, tag, builder.n_bins))
+        filler = SpectrumFiller(engine, self.run, tag, builder.n_bins, writes)
+        return Variant(tag, builder, filler)
 
     def add(self, batch: Batch) -> None:
         """Record one received batch and hand it to the event builders."""
@@ -314,9 +323,13 @@ class RunRecorder:
 
 class LiveRecorder(RunRecorder):
     """A live run: raw files of every batch and event (daq.formats.rawfile), flushed every
-    ``builder.raw_flush_interval_s``, and SQL commits every ``builder.commit_interval_s``."""
+    ``builder.raw_flush_interval_s``, and SQL commits every ``builder.commit_interval_s``, each
+    a queued write of the builder (daq.store.durable), as is the close: the builder never
+    waits for the database, and builds and records on while it is away."""
 
-    def __init__(self, config: Config, engine, begin: RunBegin, data_dir: Path) -> None:
+    def __init__(
+        self, config: Config, engine, begin: RunBegin, data_dir: Path, writes: DurableWriter
+    ) -> None:
         prefix = run_prefix(data_dir, begin.run)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         check_disk(prefix.parent, config.alarms.disk_critical_GB)
@@ -328,16 +341,24 @@ class LiveRecorder(RunRecorder):
         """Streams whose first batch since a resume is still to come (flagged RESUMED)."""
         if begin.resume:
             rebuilt = rebuild(
-                config, engine, begin.run, prefix, begin.streams, begin.reactor_on, fsync_s
+                config,
+                engine,
+                begin.run,
+                prefix,
+                begin.streams,
+                begin.reactor_on,
+                fsync_s,
+                writes,
             )
-            super().__init__(config, engine, begin, [Variant("", rebuilt.builder, rebuilt.filler)])
+            variant = Variant("", rebuilt.builder, rebuilt.filler)
+            super().__init__(config, engine, begin, writes, [variant])
             self.raw = rebuilt.writer
             self.incarnations = dict(rebuilt.incarnations)
             self.resuming = set(begin.streams)
             if rebuilt.last_watermark_ns is not None:
                 self.clock.anchor(rebuilt.last_watermark_ns, time.monotonic())
         else:
-            super().__init__(config, engine, begin)
+            super().__init__(config, engine, begin, writes)
             self.raw = RawWriter(prefix, begin.run, config.snapshot(), fsync_interval_s=fsync_s)
         self.raw_file = raw_path(prefix, PULSES)
         self._disk_log = RateLimitedLog(log, REJECT_LOG_INTERVAL_S)
@@ -346,17 +367,12 @@ class LiveRecorder(RunRecorder):
         self._next_flush = now + config.builder.raw_flush_interval_s
 
     def tick(self) -> None:
-        """Commit spectra and flush raw files when their intervals are due.
-
-        A failed commit is logged; its increments stay pending for the next one.
-        """
+        """Commit spectra (queue the increment) and flush raw files when their intervals are
+        due."""
         now = time.monotonic()
         if now >= self._next_commit:
             self._next_commit = now + self.config.builder.commit_interval_s
-            try:
-                self.variants[0].filler.commit()
-            except (SQLAlchemyError, NudaqError) as err:
-                log.error("run %d: spectrum commit failed, will retry: %s", self.run, err)
+            self.variants[0].filler.commit()
         if now >= self._next_flush:
             self._check_disk()
             with _raw_writes(self.raw_file):
@@ -471,6 +487,9 @@ class BuilderProcess:
         self.config = config
         self.data_dir = data_dir
         self.engine = make_engine(db_url)
+        self.writes = DurableWriter(
+            self.engine, data_dir, name, {SPECTRUM: apply_increment}, config.database
+        )
         self.pull = ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, recv_hwm)
         self.pull.setsockopt(zmq.LINGER, 0)
@@ -635,7 +654,9 @@ class BuilderProcess:
         if begin.replay:
             self.recorder = ReplayRecorder(self.config, self.engine, begin)
         else:
-            self.recorder = LiveRecorder(self.config, self.engine, begin, self.data_dir)
+            self.recorder = LiveRecorder(
+                self.config, self.engine, begin, self.data_dir, self.writes
+            )
         expected = ", ".join(STREAM_NAMES[s] for s in begin.streams)
         log.info("run %d begins; expecting %s", begin.run, expected)
         self.control.ack(transition, run=begin.run)
@@ -753,11 +774,12 @@ class BuilderProcess:
         }
 
     def close(self) -> None:
-        """Close every socket and the database engine."""
+        """Close every socket; store the queued writes (or journal them); close the engine."""
         self.pull.disable_monitor()
         for sock in (self.pull_events, self.pull, self.pub):
             sock.close(0)
         self.control.close()
+        self.writes.close()
         self.engine.dispose()
 
 

@@ -14,6 +14,10 @@ just past the reading, so the builder knows the reactor state up to that time:
   ({"incarnation": k} too after a restart during the run: daq.formats.wire).
 - each poll: send the reading.
 - ``end``: one last reading, then EOR (watermark = that reading's t_ns + 1).
+
+Readings go to SQL as queued writes (daq.store.durable): the poll never waits for the
+database, and a reading taken while it is away is stored, with the time it was taken, when
+it is back.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from datetime import datetime
 
 import zmq
-from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from daq.build.reactor import reactor_pulse
 from daq.control.transitions import ControlClient
@@ -36,8 +42,9 @@ from daq.formats.wire import INCARNATION_SHIFT, KIND_BOR, KIND_DATA, KIND_EOR, B
 from daq.processes.common import StopFlag, base_parser, common_setup
 from daq.processes.outbox import Outbox
 from daq.processes.participant import EXIT_DEVICE_LOST, RunParticipant, builder_links
+from daq.store.durable import DurableWriter, first_line
 from daq.store.models import SlowControlReading, utcnow
-from daq.store.session import make_engine, session_scope, upgrade_database
+from daq.store.session import make_engine, upgrade_database
 
 log = logging.getLogger("daq.processes.slowcontrol")  # also when run as __main__
 
@@ -49,17 +56,24 @@ QUEUE_PULSES = 1_000_000
 assert set(UNITS) == set(QUANTITIES)
 
 
-def record(engine: Engine, reading: Reading) -> None:
-    """Store one reading: a row per quantity, in one transaction."""
-    now = utcnow()
-    values = asdict(reading)
-    with session_scope(engine) as session:
-        session.add_all(
-            SlowControlReading(
-                time_utc=now, clock_ns=reading.t_ns, quantity=q, value=values[q], unit=UNITS[q]
-            )
-            for q in QUANTITIES
+READING = "slow-control"
+"""The kind of slow control's queued writes: one reading."""
+
+
+def reading_write(reading: Reading) -> dict:
+    """The data of a READING write: the reading, and when it was taken."""
+    return asdict(reading) | {"time_utc": utcnow().isoformat()}
+
+
+def record(session: Session, data: dict) -> None:
+    """The applier of READING writes: a row per quantity, in the writer's transaction."""
+    time_utc = datetime.fromisoformat(data["time_utc"])
+    session.add_all(
+        SlowControlReading(
+            time_utc=time_utc, clock_ns=data["t_ns"], quantity=q, value=data[q], unit=UNITS[q]
         )
+        for q in QUANTITIES
+    )
 
 
 class SlowControl(RunParticipant):
@@ -69,12 +83,12 @@ class SlowControl(RunParticipant):
         self,
         driver: SlowControlDriver,
         config: Config,
-        engine: Engine,
+        writes: DurableWriter,
         push: zmq.Socket,
         control: ControlClient,
     ) -> None:
         self.driver = driver
-        self.engine = engine
+        self.writes = writes
         self.control = control
         self.on_threshold_MW = config.reactor.on_threshold_MW
         self.interval_s = config.slowcontrol.poll_interval_s / config.sim.speed
@@ -117,7 +131,7 @@ class SlowControl(RunParticipant):
         if self._failing:
             log.warning("slow control device %s answers again", self.driver.url)
         self._failing = False
-        record(self.engine, reading)
+        self.writes.submit(READING, reading_write(reading))
         self.last = reading
         self.readings += 1
         return reading
@@ -169,17 +183,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config, data_dir = common_setup(args, "slowcontrol")
     engine = make_engine(db_url(args.db, data_dir))
-    upgrade_database(engine)
+    try:
+        upgrade_database(engine)
+    except SQLAlchemyError as err:  # a restart during an outage: the readings queue
+        log.warning("database unavailable at start, schema not checked: %s", first_line(err))
     stop = StopFlag()
     try:
         driver = SlowControlDriver(args.url)
         log.info("device %s: %s", args.url, driver.identify())
     except ProtocolError as err:
         log.error("%s", err)
+        engine.dispose()
         return EXIT_DEVICE_LOST
+    writes = DurableWriter(engine, data_dir, "slowcontrol", {READING: record}, config.database)
     try:
         with builder_links(config, data_dir, "slowcontrol") as (push, control):
-            return SlowControl(driver, config, engine, push, control).serve(stop)
+            return SlowControl(driver, config, writes, push, control).serve(stop)
     finally:
         driver.close()
+        writes.close()
         engine.dispose()

@@ -246,3 +246,16 @@ class AnalysisHistory(Base):
     live_fraction: Mapped[float | None] = mapped_column(Float)
     accidental_ac: Mapped[float | None] = mapped_column(Float)
     accidental_crv: Mapped[float | None] = mapped_column(Float)
+
+
+class AppliedWrite(Base):
+    """The last write of one writer that is stored (daq.store.durable): a writer's queued
+    writes are applied one at a time in the order of their sequence numbers, each in a
+    transaction that also advances ``seq`` here, so a write at or below ``seq`` is stored
+    and is never applied again."""
+
+    __tablename__ = "applied_writes"
+
+    writer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    applied_utc: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -14,6 +14,12 @@ A restarted builder then goes on with the returned builder, filler and writer
 (daq.processes.builder); ``recover_run`` instead closes the run: what is left is built as at
 any end of run, the files get their end marker, SQL is committed and linked to them, and the
 run's state becomes ``recovered``.
+
+Order with queued writes (daq.store.durable): the replacement must come after every increment
+of the run that a builder queued before it died, or those would count twice. A restarted
+builder queues the replacement on its own writer, which stores its predecessor's journal
+first. ``recover_run`` first stores what a builder left journaled, and refuses (the run stays
+open, to be recovered later) while the database cannot take it.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import numpy as np
 from sqlalchemy import Engine
 
 from daq.build.eventbuilder import EventBuilder
-from daq.core.config import Config
+from daq.core.config import Config, Database
+from daq.core.errors import RunControlError
 from daq.core.records import RUN_STREAMS, Stream
 from daq.formats.rawfile import PULSES, RawDamage, RawReader, RawWriter, raw_path
-from daq.store.filler import SpectrumFiller
+from daq.store.durable import DurableWriter
+from daq.store.filler import SPECTRUM, SpectrumFiller, apply_increment
 from daq.store.runs import add_logbook, add_raw_damage, end_run
 from daq.store.session import session_scope
 
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 
 BURST_PULSES = 1 << 20
 """Pulses fed before the event builder advances (bounds what it holds at once)."""
+LIVE_BUILDER = "builder"
+"""The live builder's process name, which names its queued writes and their journal."""
 
 
 @dataclass
@@ -67,11 +77,13 @@ def rebuild(
     streams: tuple[Stream, ...] = RUN_STREAMS,
     reactor_on: bool | None = None,
     fsync_interval_s: float | None = None,
+    writes: DurableWriter | None = None,
 ) -> Rebuilt:
     """Rebuild run ``run`` from the pulses file under ``prefix`` (see the module doc); a run
-    without a pulses file starts from nothing."""
+    without a pulses file starts from nothing. ``writes``: the builder's queued writes, which
+    the replacement of the run's SQL joins (else it is written at once)."""
     builder = EventBuilder(config, run, streams, reactor_on)
-    filler = SpectrumFiller(engine, run, "", builder.n_bins)
+    filler = SpectrumFiller(engine, run, "", builder.n_bins, writes)
     path = raw_path(prefix, PULSES)
     events: list[np.ndarray] = []
     done = Rebuilt(builder, filler, None, None)  # the writer comes once the file is read
@@ -110,6 +122,21 @@ def rebuild(
     return done
 
 
+def store_builder_journal(engine: Engine, data_dir: Path, settings: Database) -> None:
+    """Store what a builder that died left journaled (before its run is rebuilt, see the
+    module doc); RunControlError if the database does not take it within
+    ``database.busy_timeout_s``."""
+    writes = DurableWriter(engine, data_dir, LIVE_BUILDER, {SPECTRUM: apply_increment}, settings)
+    try:
+        if not (writes.wait(settings.busy_timeout_s) and writes.caught_up):
+            raise RunControlError(
+                "the database did not take what the builder left journaled: the run is"
+                " recovered when it does"
+            )
+    finally:
+        writes.close()
+
+
 def _advance(builder: EventBuilder, filler: SpectrumFiller) -> np.ndarray:
     update = builder.advance()
     filler.add(update)
@@ -120,6 +147,7 @@ def recover_run(config: Config, engine: Engine, data_dir: Path, run: int) -> dic
     """Close a run a crash left open: rebuilt from its raw file, finished, its files closed
     and linked, its state ``recovered``, with a logbook entry; what was done, for the
     shifter."""
+    store_builder_journal(engine, data_dir, config.database)
     prefix = run_prefix(data_dir, run)
     path = raw_path(prefix, PULSES)
     if path.exists():

@@ -8,6 +8,7 @@ RunControlError naming the run.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -76,16 +77,46 @@ def open_runs(session: Session) -> list[int]:
     )
 
 
-def end_run(session: Session, number: int, state: str = "ended", error: str = "") -> Run:
-    """Mark a run ended (or failed: state 'error' with the error text)."""
+def end_run(
+    session: Session,
+    number: int,
+    state: str = "ended",
+    error: str = "",
+    at: datetime | None = None,
+) -> Run:
+    """Mark a run ended (or failed: state 'error' with the error text); its stop time is the
+    first one given (``at``, default now)."""
     if state not in RUN_STATES:
         raise RunControlError(f"run {number}: unknown state {state!r}; known: {RUN_STATES}")
     run = get_run(session, number)
     run.state = state
     run.error = error
-    run.stopped_utc = run.stopped_utc or utcnow()
+    run.stopped_utc = run.stopped_utc or at or utcnow()
     session.flush()
     return run
+
+
+RUN_END = "run-end"
+"""The kind of run control's queued writes (daq.store.durable): a run's end and its automatic
+logbook entry, timed when it happened, not when the database took it."""
+
+
+def run_end(number: int, text: str, state: str = "ended", error: str = "") -> dict:
+    """The data of a RUN_END write: run ``number`` ends now in ``state``, logged as ``text``."""
+    return {
+        "run": number,
+        "state": state,
+        "error": error,
+        "text": text,
+        "time_utc": utcnow().isoformat(),
+    }
+
+
+def apply_run_end(session: Session, data: dict) -> None:
+    """The applier of RUN_END writes."""
+    at = datetime.fromisoformat(data["time_utc"])
+    end_run(session, data["run"], data["state"], data["error"], at=at)
+    add_logbook(session, "run control", data["text"], data["run"], automatic=True, time_utc=at)
 
 
 def set_quality(session: Session, number: int, quality: str, reason: str) -> Run:
@@ -108,15 +139,38 @@ def by_quality(runs: list[Run], selection: str) -> list[Run]:
     return [r for r in runs if r.quality in QUALITY_SELECTIONS[selection]]
 
 
+LOGBOOK = "logbook"
+"""The kind of a queued automatic logbook entry (daq.store.durable), timed when it was made."""
+
+
+def logbook_entry(author: str, text: str, run_number: int | None) -> dict:
+    """The data of a LOGBOOK write: an automatic entry made now."""
+    return {"author": author, "text": text, "run": run_number, "time_utc": utcnow().isoformat()}
+
+
+def apply_logbook(session: Session, data: dict) -> None:
+    """The applier of LOGBOOK writes."""
+    at = datetime.fromisoformat(data["time_utc"])
+    add_logbook(session, data["author"], data["text"], data["run"], automatic=True, time_utc=at)
+
+
 def add_logbook(
     session: Session,
     author: str,
     text: str,
     run_number: int | None = None,
     automatic: bool = False,
+    time_utc: datetime | None = None,
 ) -> LogbookEntry:
-    """Write a logbook entry (by a shifter, or by the system when ``automatic``)."""
-    entry = LogbookEntry(author=author, text=text, run_number=run_number, automatic=automatic)
+    """Write a logbook entry (by a shifter, or by the system when ``automatic``), made at
+    ``time_utc`` (default now)."""
+    entry = LogbookEntry(
+        author=author,
+        text=text,
+        run_number=run_number,
+        automatic=automatic,
+        time_utc=time_utc or utcnow(),
+    )
     session.add(entry)
     session.flush()
     return entry

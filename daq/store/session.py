@@ -2,8 +2,9 @@
 
 Several processes (builder, run control, slow control, web, analysis) write the same
 database at once. On SQLite that needs WAL journaling (readers never block the writer),
-a 30 s busy timeout (a writer waits for the lock instead of failing), foreign keys on, and
-explicit transactions: nudaq emits ``BEGIN`` itself (pysqlite's implicit transaction
+a busy timeout (a writer waits for the lock instead of failing: 30 s, or what ``writer``
+is given, ``database.busy_timeout_s`` for the processes' queued writes), foreign keys on,
+and explicit transactions: nudaq emits ``BEGIN`` itself (pysqlite's implicit transaction
 handling is switched off) and ``session_scope`` opens ``BEGIN IMMEDIATE``, so a
 transaction that reads and then writes holds the write lock from its start and cannot be
 refused halfway. PostgreSQL is reached through ``postgresql+psycopg://user@host/db``.
@@ -27,7 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "nudaq_sqlite_immediate"
+_BUSY_TIMEOUT = "nudaq_sqlite_busy_timeout_ms"
 _MIGRATION_LOCK_KEY = 0x6E75_6471  # PostgreSQL advisory lock id serialising upgrades ("nudq")
 
 
@@ -51,9 +54,13 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql(
-        "BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN"
-    )
+    options = conn.get_execution_options()
+    timeout_ms = options.get(_BUSY_TIMEOUT, SQLITE_BUSY_TIMEOUT_MS)
+    info = conn.connection.info  # kept with the pooled connection
+    if info.get(_BUSY_TIMEOUT, SQLITE_BUSY_TIMEOUT_MS) != timeout_ms:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms}")
+        info[_BUSY_TIMEOUT] = timeout_ms
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE) else "BEGIN")
 
 
 def make_engine(url: str) -> Engine:
@@ -69,19 +76,33 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def writer(engine: Engine) -> Engine:
-    """The engine whose transactions take SQLite's write lock at BEGIN (same pool)."""
-    return engine.execution_options(**{_IMMEDIATE: True})
+def upsert(dialect: Dialect, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """The dialect's INSERT into ``table``, which takes ``on_conflict_do_update`` (SQLite and
+    PostgreSQL spell it alike)."""
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect.name](table)
+
+
+def writer(engine: Engine, busy_timeout_s: float | None = None) -> Engine:
+    """The engine whose transactions take SQLite's write lock at BEGIN (same pool), waiting
+    at most ``busy_timeout_s`` for it (SQLite; default SQLITE_BUSY_TIMEOUT_MS)."""
+    options: dict = {_IMMEDIATE: True}
+    if busy_timeout_s is not None:
+        options[_BUSY_TIMEOUT] = max(1, round(1000 * busy_timeout_s))
+    return engine.execution_options(**options)
 
 
 @contextmanager
-def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
+def session_scope(
+    engine: Engine, *, readonly: bool = False, busy_timeout_s: float | None = None
+) -> Iterator[Session]:
     """A session in one transaction: committed at exit, rolled back on an exception.
 
-    ``readonly=True`` does not take SQLite's write lock and always rolls back (for queries).
+    ``readonly=True`` does not take SQLite's write lock and always rolls back (for queries);
+    otherwise the lock is waited for at most ``busy_timeout_s`` (see ``writer``).
     Objects stay usable after the scope (no expiry on commit).
     """
-    with Session(engine if readonly else writer(engine), expire_on_commit=False) as session:
+    bind = engine if readonly else writer(engine, busy_timeout_s)
+    with Session(bind, expire_on_commit=False) as session:
         if readonly:
             yield session
             return

@@ -172,6 +172,16 @@ def wait_snapshot(monitor: zmq.Socket, predicate, timeout_s: float = 5.0) -> dic
     raise AssertionError("no matching monitoring snapshot")
 
 
+def raw_file_of(engine, run: int) -> str | None:
+    """The raw file SQL links to the run (stored with its close)."""
+    from sqlalchemy import select
+
+    from daq.store.models import Run
+
+    with engine.connect() as conn:
+        return conn.scalar(select(Run.raw_file).where(Run.number == run))
+
+
 def test_a_synthetic_run_through_the_builder_process(system):
     config, data_dir, engine, ctx, rc, proc = system
     monitor = ctx.socket(zmq.SUB)
@@ -217,6 +227,10 @@ def test_a_synthetic_run_through_the_builder_process(system):
     from daq.formats.rawfile import RawReader
     from daq.store.models import Exposure, Run, SpectrumBin, StreamStat
 
+    stored_at = time.monotonic() + 10  # the close is a queued write of the builder
+    while not raw_file_of(engine, RUN):
+        assert time.monotonic() < stored_at, "the close of the run was not stored within 10 s"
+        time.sleep(0.05)
     with engine.connect() as conn:
         counts = dict(
             conn.execute(

@@ -29,7 +29,7 @@ from daq.store.session import make_engine, session_scope, upgrade_database
 def test_migrations_match_the_models(db_engine):
     with db_engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     assert set(inspect(db_engine).get_table_names()) == {*Base.metadata.tables, "alembic_version"}
 
 
