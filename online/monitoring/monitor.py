@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import zmq
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from daq.control.observer import SnapshotSubscriber
@@ -41,7 +41,7 @@ from daq.core.errors import NudaqError
 from daq.core.paths import db_url
 from daq.core.records import DATA_STREAM_NAMES
 from daq.processes.common import StopFlag, base_parser, common_setup
-from daq.store.models import SlowControlReading
+from daq.store.readings import newest_reading
 from daq.store.session import make_engine, session_scope, upgrade_database
 from online.analysis.live import record_live_analysis
 from online.monitoring.alarms import AlarmEvaluator, Condition, Observation
@@ -65,17 +65,11 @@ LN2_QUANTITY = "ln2_pct"
 
 def latest_reading(session, quantity: str, max_age_s: float) -> float | None:
     """The newest value of a slow-control quantity if younger than max_age_s, else None."""
-    row = session.execute(
-        select(SlowControlReading.value, SlowControlReading.time_utc)
-        .where(SlowControlReading.quantity == quantity)
-        .order_by(SlowControlReading.time_utc.desc())
-        .limit(1)
-    ).first()
-    if row is None:
+    newest = newest_reading(session, quantity)
+    if newest is None:
         return None
-    stamp = row.time_utc if row.time_utc.tzinfo else row.time_utc.replace(tzinfo=UTC)
-    age = (datetime.now(UTC) - stamp).total_seconds()
-    return row.value if age <= max_age_s else None
+    value, stamp = newest
+    return value if (datetime.now(UTC) - stamp).total_seconds() <= max_age_s else None
 
 
 def counters(snap: dict, obs: Observation) -> None:

@@ -41,7 +41,8 @@ from daq.control.transitions import ControlClient
 from daq.core.config import Config
 from daq.core.errors import NudaqError
 from daq.core.records import DATA_STREAM_NAMES
-from daq.store.models import Alarm, SlowControlReading
+from daq.store.models import Alarm
+from daq.store.readings import newest_reading
 from daq.store.session import session_scope, upgrade_database
 from online.web.database import OUTAGE_ERRORS, UNAVAILABLE, outage_reason
 from online.web.models import AlarmOut, Series, Status, StreamStatus
@@ -71,29 +72,20 @@ class SqlView:
     power_utc: datetime | None = None
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def read_sql(session) -> SqlView:
     """The open alarms (newest first) and the newest reactor power reading."""
     rows = session.scalars(
         select(Alarm).where(Alarm.cleared_utc.is_(None)).order_by(Alarm.raised_utc.desc())
     )
     alarms = [AlarmOut.model_validate(a, from_attributes=True) for a in rows]
-    power = session.execute(
-        select(SlowControlReading.value, SlowControlReading.time_utc)
-        .where(SlowControlReading.quantity == POWER_QUANTITY)
-        .order_by(SlowControlReading.time_utc.desc())
-        .limit(1)
-    ).first()
+    power_MW, power_utc = newest_reading(session, POWER_QUANTITY) or (None, None)
     return SqlView(
         ok=True,
         error="",
         read_utc=datetime.now(UTC),
         alarms=alarms,
-        power_MW=None if power is None else power.value,
-        power_utc=None if power is None else _utc(power.time_utc),
+        power_MW=power_MW,
+        power_utc=power_utc,
     )
 
 
