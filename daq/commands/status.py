@@ -84,3 +84,18 @@ def render(status: dict) -> None:
         )
     console.print(table)
     console.print("processes: " + ", ".join(status.get("processes", [])))
+    restarted = supervision_line(status.get("supervision") or {})
+    if restarted:
+        console.print(f"[yellow]{restarted}[/yellow]")
+
+
+def supervision_line(supervision: dict[str, dict]) -> str:
+    """The processes that were restarted or are being restarted, with how each last ended
+    ("" when none was)."""
+    parts = [
+        f"{name} {info['restarts']}x (last {info['last_exit']}"
+        f"{'' if info['running'] else '; restarting'})"
+        for name, info in sorted(supervision.items())
+        if info.get("restarts") or not info.get("running", True)
+    ]
+    return "restarted: " + ", ".join(parts) if parts else ""

@@ -57,3 +57,23 @@ def test_status_and_up_show_a_sub_hz_rate_with_its_decimals(capsys):
         machine=SimpleNamespace(run=1, state=SimpleNamespace(value="running")),
     )
     assert "hpge 0.200 Hz acv 1000 Hz crv 312 Hz" in _status_line(rc)
+
+
+def test_the_status_names_restarted_processes_and_how_they_last_ended():
+    from daq.commands.status import supervision_line
+
+    supervision = {
+        "builder": {"pid": 10, "running": True, "restarts": 0, "last_exit": ""},
+        "readout-acv": {
+            "pid": 11,
+            "running": True,
+            "restarts": 2,
+            "last_exit": "was killed by signal 9 (SIGKILL)",
+        },
+        "monitor": {"pid": 12, "running": False, "restarts": 0, "last_exit": "exited with code 1"},
+    }
+    assert supervision_line(supervision) == (
+        "restarted: monitor 0x (last exited with code 1; restarting),"
+        " readout-acv 2x (last was killed by signal 9 (SIGKILL))"
+    )
+    assert supervision_line({"builder": supervision["builder"]}) == ""
