@@ -33,6 +33,8 @@ the verdict calls growth only what rises steadily through the half.
 
 The soak also reports what the system did meanwhile: the run's pulses and losses, the live
 analyses recorded, the alarms raised, the viewer's requests and each process's restarts.
+Its data directory (under /tmp) is removed afterwards, but kept, and named, when the soak
+fails.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ SAMPLE_S = 2.0
 STARTUP_S = 180.0
 """Wall seconds that ``nudaq up`` has to start the system and its run."""
 STOP_S = 120.0
-"""Wall seconds that ``nudaq up`` has to end the run and stop after Ctrl-C."""
+"""Wall seconds that ``nudaq up`` has to end the run and stop after SIGTERM."""
 SIGNIFICANT = 3.0
 """A slope counts as growth when it is more than this many standard errors above zero."""
 VIEWS = (
@@ -240,7 +242,9 @@ def _wait_for_run(up: subprocess.Popen, config: Config, data_dir: Path, err: Pat
 
 
 def _stop(up: subprocess.Popen) -> None:
-    """Ctrl-C to nudaq up (it ends the run and stops its processes); kill what is left."""
+    """SIGTERM to nudaq up, its clean stop as on Ctrl-C (it ends the run and stops its
+    processes; SIGINT would not do, being ignored by processes started in the background);
+    kill what is left."""
     import psutil
 
     try:
@@ -248,7 +252,7 @@ def _stop(up: subprocess.Popen) -> None:
     except psutil.Error:
         children = []
     if up.poll() is None:
-        up.send_signal(signal.SIGINT)
+        up.send_signal(signal.SIGTERM)
         try:
             up.wait(STOP_S)
         except subprocess.TimeoutExpired:
@@ -289,6 +293,7 @@ def soak(
     command = [sys.executable, "-m", "daq.cli", "up", "--sim", "--json", "--speed", str(speed)]
     command += ["--comment", "soak", "--data-dir", str(data_dir)]
     samples: dict[str, list[tuple[float, float]]] = {}
+    failed = False
     try:
         with out_path.open("w") as out, err_path.open("w") as err:
             up = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
@@ -315,11 +320,16 @@ def soak(
             web = viewer.stop() if viewer is not None else {}
             _stop(up)
         if up.returncode != 0:
-            raise _ended(up, err_path, "with an error after Ctrl-C")
+            raise _ended(up, err_path, "with an error after SIGTERM")
         summary = json.loads(out_path.read_text())
         analyses, alarms = _records(data_dir)
+    except RuntimeError as err:
+        failed = True
+        kept = f"the soak's data directory and logs are kept: {data_dir}"
+        raise RuntimeError(f"{err}\n({kept})") from None
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not failed:
+            shutil.rmtree(data_dir, ignore_errors=True)
     return {
         "seconds": seconds,
         "speed": speed,
