@@ -18,6 +18,9 @@ raw_write_ms_per_s (fsync)     the same without fsync: the raw writer's time per
                                300 000 pulses/s, paced, with builder.raw_fsync_interval_s
                                (hardware_sim.bench.fsync); also the slowest tick of each, and
                                the fsyncs' own time in their background thread
+soak RSS slope (MB/h), each    the same slope over the first and the second half of the
+process of nudaq up --sim      soak: flat, settling or growing (hardware_sim.bench.soak;
+                               not with --quick; alone with --only soak)
 =============================  ===========================================================
 """
 
@@ -30,21 +33,30 @@ import tempfile
 from pathlib import Path
 
 from daq.core.errors import NudaqError
-from hardware_sim.bench import fsync, live, long_exposure, replay_bench, tagging, zmq_ceiling
+from hardware_sim.bench import (
+    fsync,
+    live,
+    long_exposure,
+    replay_bench,
+    soak,
+    tagging,
+    zmq_ceiling,
+)
 
 LIVE_TARGET = 300_000
 FSYNC_SECONDS = {True: 3, False: 10}
 """Seconds of data per round of the fsync comparison (two rounds each), quick or not."""
-BASELINE_PACKAGES = ("pandas",)
-"""What the baselines need beyond nudaq's own dependencies (the ``bench`` extra)."""
+BENCH_PACKAGES = ("pandas", "psutil")
+"""What the benches need beyond nudaq's own dependencies (the ``bench`` extra): the
+merge_asof baseline, the soak's memory readings."""
 
 
 def require_baselines() -> None:
-    """NudaqError in one line naming the missing baseline packages and how to install them."""
-    missing = [name for name in BASELINE_PACKAGES if importlib.util.find_spec(name) is None]
+    """NudaqError in one line naming the missing bench packages and how to install them."""
+    missing = [name for name in BENCH_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise NudaqError(
-            f"the baselines need {', '.join(missing)}: install them with "
+            f"the benches need {', '.join(missing)}: install them with "
             "pip install -e '.[bench]' (or pip install 'nudaq[bench]')"
         )
 
@@ -53,8 +65,25 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_benchmarks(quick: bool = False, log=_log) -> dict:
-    """Measure everything (the live ceiling only without ``quick``); the JSON object."""
+def run_benchmarks(
+    soak_minutes: float,
+    soak_speed: float,
+    quick: bool = False,
+    only: str | None = None,
+    log=_log,
+) -> dict:
+    """Measure everything (the live ceiling, long exposure and soak only without ``quick``),
+    or only the soak (``only="soak"``): ``soak_minutes`` wall minutes of ``nudaq up --sim``
+    at ``soak_speed`` times real time; the JSON object."""
+    out = {} if only else _throughput(quick, log)
+    if only == "soak" or not (only or quick):
+        log(f"soak: nudaq up --sim at {soak_speed:g}x for {soak_minutes:g} min ...")
+        out["soak"] = soak.soak(soak_minutes * 60, soak_speed, log=log)
+    return out
+
+
+def _throughput(quick: bool, log) -> dict:
+    """Every figure but the soak's."""
     out: dict = {}
     log("zmq ceiling (ipc, tcp) ...")
     out["zmq_ceiling_pulses_per_s"] = zmq_ceiling.pushpull_pulses_per_s("ipc")
@@ -112,6 +141,15 @@ def print_table(r: dict) -> None:
     table = Table(title="nudaq bench (pulses per second unless stated)")
     for column in ("figure", "value", "baseline", "ratio"):
         table.add_column(column)
+    if "replay_pulses" in r:
+        _throughput_rows(table, r)
+    if "soak" in r:
+        _soak_rows(table, r["soak"])
+    Console().print(table)
+
+
+def _throughput_rows(table, r: dict) -> None:
+    """The rows of every figure but the soak's."""
     ceiling = r["zmq_ceiling_pulses_per_s"]
     table.add_row(
         f"replay of {r['replay_pulses']:,} pulses, to the final SQL commit",
@@ -178,7 +216,6 @@ def print_table(r: dict) -> None:
             f"target {long_exposure.ANALYSIS_TARGET_S:.0f} s",
             f"{times['analysis'] / long_exposure.ANALYSIS_TARGET_S:.2f}",
         )
-    Console().print(table)
 
 
 def _fsync_rows(table, r: dict) -> None:
@@ -198,3 +235,27 @@ def _fsync_rows(table, r: dict) -> None:
         "",
         "",
     )
+
+
+def _slope(s: dict) -> str:
+    return f"{s['mb_per_h']:+.2f} ± {s['se_mb_per_h']:.2f}"
+
+
+def _soak_rows(table, s: dict) -> None:
+    """The soak's length, speed and load, then each process's RSS slope beside its halves'."""
+    restarts = ", ".join(f"{n} {k}" for n, k in s["restarts"].items() if k)
+    table.add_row(
+        f"soak, nudaq up --sim at {s['speed']:g}x real time (wall min)",
+        f"{s['seconds'] / 60:.1f}",
+        f"{s['pulses']:,} pulses, {s['lost']:,} lost; {s['live_analyses']} live analyses, "
+        f"{len(s['alarms'])} alarms, {s['web']['requests']} web requests "
+        f"({s['web']['errors']} failed)" + (f"; restarts: {restarts}" if restarts else ""),
+        "",
+    )
+    for name, p in s["processes"].items():
+        table.add_row(
+            f"soak RSS slope (MB/h), {name}, {p['rss_warm_mb']:.0f} MB at warm-up",
+            _slope(p["slope"]),
+            f"halves {_slope(p['first_half'])}, {_slope(p['second_half'])}",
+            p["verdict"],
+        )
