@@ -204,31 +204,39 @@ def analysis_history(session: Session, limit: int = 5000) -> list[AnalysisPoint]
 
 
 def slow_control(session: Session, hours: float) -> list[Series]:
-    """Every slow-control quantity of the last ``hours``, averaged into time buckets."""
+    """Every slow-control quantity of the last ``hours``, averaged in the database into at
+    most about SLOW_CONTROL_POINTS buckets of equal DAQ-clock time (so a request holds a
+    thousand points, not hours of readings)."""
     since = datetime.now(UTC) - timedelta(hours=hours)
+    recent = SlowControlReading.time_utc >= since
+    lo, hi = session.execute(
+        select(func.min(SlowControlReading.clock_ns), func.max(SlowControlReading.clock_ns)).where(
+            recent
+        )
+    ).one()
+    if lo is None:
+        return []
+    width_ns = (hi - lo) // SLOW_CONTROL_POINTS + 1
+    bucket = (SlowControlReading.clock_ns - lo) // width_ns
     rows = session.execute(
         select(
             SlowControlReading.quantity,
             SlowControlReading.unit,
-            SlowControlReading.time_utc,
-            SlowControlReading.value,
+            func.min(SlowControlReading.time_utc),
+            func.avg(SlowControlReading.value),
         )
-        .where(SlowControlReading.time_utc >= since)
-        .order_by(SlowControlReading.quantity, SlowControlReading.time_utc)
+        .where(recent)
+        .group_by(SlowControlReading.quantity, SlowControlReading.unit, bucket)
+        .order_by(SlowControlReading.quantity, bucket)
     ).all()
-    by_quantity: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
+    series: dict[tuple[str, str], Series] = {}
     for quantity, unit, time_utc, value in rows:
-        by_quantity.setdefault((quantity, unit), []).append((time_utc, value))
-    return [_bucketed(q, u, pts) for (q, u), pts in by_quantity.items()]
-
-
-def _bucketed(quantity: str, unit: str, points: list[tuple[datetime, float]]) -> Series:
-    """At most SLOW_CONTROL_POINTS points: consecutive readings averaged in equal groups."""
-    groups = int(np.ceil(len(points) / SLOW_CONTROL_POINTS))
-    times = [points[i][0] for i in range(0, len(points), groups)]
-    values = np.array([v for _, v in points], float)
-    means = [float(values[i : i + groups].mean()) for i in range(0, len(points), groups)]
-    return Series(name=quantity, unit=unit, time_utc=times, values=means)
+        one = series.setdefault(
+            (quantity, unit), Series(name=quantity, unit=unit, time_utc=[], values=[])
+        )
+        one.time_utc.append(time_utc)
+        one.values.append(float(value))
+    return list(series.values())
 
 
 def alarms(session: Session, limit: int = 200) -> list[AlarmOut]:

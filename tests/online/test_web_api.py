@@ -519,3 +519,28 @@ def test_compose_status_times_staleness_and_alarm_state():
     blind = compose_status(now, rc, now, snapshot, now, down, 5.0)
     assert not blind.database_ok and blind.database_utc == hour_ago
     assert blind.alarms_note == "database unavailable: database is locked"
+
+
+def test_slow_control_history_is_averaged_in_the_database(db_engine):
+    """Hours of readings come back as about a thousand averaged points, in time order."""
+    from online.web import queries
+
+    now = datetime.now(UTC)
+    with session_scope(db_engine) as session:
+        session.add_all(
+            SlowControlReading(
+                time_utc=now - timedelta(seconds=3000 - i),
+                clock_ns=i * 10**9,
+                quantity="ln2_pct",
+                value=float(i),
+                unit="%",
+            )
+            for i in range(3000)
+        )
+    with session_scope(db_engine, readonly=True) as session:
+        (series,) = queries.slow_control(session, hours=2)
+    assert series.name == "ln2_pct" and series.unit == "%"
+    assert 900 < len(series.values) <= queries.SLOW_CONTROL_POINTS + 1
+    assert series.values[:2] == [1.0, 4.0]  # readings 0-2 and 3-5, averaged
+    assert series.time_utc == sorted(series.time_utc)
+    assert sum(series.values) / len(series.values) == pytest.approx(1499.5, rel=1e-3)
