@@ -10,9 +10,6 @@ import sys
 from daq.commands.options import add_system_options, resolve
 from daq.control.lock import DataDirLock
 from daq.core.errors import RunControlError
-from daq.store.rebuild import recover_run
-from daq.store.runs import get_run
-from daq.store.session import make_engine, session_scope, upgrade_database
 
 RECOVERABLE = ("running", "error", "recovered")
 """States of a run that was not ended cleanly (a recovered run may be recovered again: its
@@ -35,6 +32,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the store and the builder are imported here: every nudaq command loads this module
+    from daq.store.rebuild import recover_run
+    from daq.store.runs import get_run
+    from daq.store.session import make_engine, session_scope, upgrade_database
+
     config, data_dir, db_url = resolve(args)
     lock = DataDirLock(data_dir)
     engine = make_engine(db_url)

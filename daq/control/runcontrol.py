@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zmq
-from sqlalchemy.exc import SQLAlchemyError
 
 from daq.control.observer import SnapshotSubscriber
 from daq.control.runstate import RunState, RunStateMachine
@@ -238,6 +237,8 @@ class RunControl:
         """Record a new run in SQL, numbered by it, after run control's queued writes (waiting
         for those, and for another SQLite writer, at most ``database.busy_timeout_s`` each);
         RunControlError in one line if the database cannot."""
+
+        from sqlalchemy.exc import SQLAlchemyError
 
         from daq.store.durable import first_line
         from daq.store.runs import add_logbook, create_run, next_run_number
