@@ -279,7 +279,7 @@ def test_a_512_MB_message_is_refused_unallocated_and_the_run_ends_normally(syste
     assert system.builder.is_running(), system.console_tail()
 
 
-FORGED_AHEAD = 200
+FORGED_AHEAD = 100
 """How far ahead of the AC stream the forged message's seq is (batches; within the pending
 window, so the builder holds it until its turn)."""
 
@@ -291,7 +291,7 @@ def last_seq(raw_file: Path, stream: Stream) -> int:
 
 
 def test_a_forged_future_message_leaves_the_veto_working(system):
-    """An AC message with seq +200 and a watermark one hour of DAQ time ahead (well inside
+    """An AC message with seq +100 and a watermark one hour of DAQ time ahead (well inside
     builder.max_lead_s; 2^61 ns is refused the same way) takes one batch's slot as blind time
     when its turn comes, and the AC veto goes on tagging (it used to reject every genuine
     batch after it as behind, and the candidates grew fourfold). The live builder refuses it

@@ -35,10 +35,10 @@ SPEED = 20.0
 
 @pytest.fixture
 def small_disk():
-    """A 40 MB tmpfs mounted for the test (skipped where mounting is not allowed)."""
+    """A 28 MB tmpfs mounted for the test (skipped where mounting is not allowed)."""
     path = Path(tempfile.mkdtemp(prefix="nqf", dir="/tmp"))
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(path)],
+        ["mount", "-t", "tmpfs", "-o", "size=28m", "tmpfs", str(path)],
         capture_output=True,
         text=True,
     )
