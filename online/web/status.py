@@ -50,6 +50,8 @@ from online.web.models import AlarmOut, Series, Status, StreamStatus
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
+SNAPSHOT_WAIT_S = 0.2
+"""Longest wait for a builder snapshot at a time, so a stop is seen soon (s)."""
 STATUS_TIMEOUT_S = 1.0
 RATE_HISTORY = 3600
 """Rate samples kept for the trends page (one per poll)."""
@@ -221,6 +223,13 @@ class LiveStatus:
             rc = self._ask()
             snapshots.drain()  # what arrived while run control was asked, timed on arrival
             self._update(rc)
+            # until the next poll, a snapshot is taken as it arrives (a pushed status shows it
+            # within a push interval, not a poll later)
+            deadline = time.monotonic() + self.poll_s
+            while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if snapshots.socket.poll(int(1000 * min(left, SNAPSHOT_WAIT_S)) + 1, zmq.POLLIN):
+                    snapshots.drain()
+                    self._take_snapshot()
 
         try:
             self._every_poll(poll)
@@ -272,6 +281,11 @@ class LiveStatus:
         if status.state == "running" and not status.stale:
             self.rates.append((status.time_utc, {s.name: s.rate_hz for s in status.streams}))
         return status
+
+    def _take_snapshot(self) -> None:
+        """Take the newest builder snapshot (between two questions to run control)."""
+        with self._lock:
+            self._snapshot, self._snapshot_utc = self._newest_snapshot(self._rc)
 
     def _newest_snapshot(self, rc: dict | None) -> tuple[dict, datetime | None]:
         """The newer of the snapshot received here (timed by its arrival) and the one run

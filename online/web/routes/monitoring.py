@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from online.web.deps import LiveDep
 from online.web.models import Status
 
-PUSH_INTERVAL_S = 1.0
+PUSH_INTERVAL_S = 0.5
 """Seconds between two ``status`` events of /api/events."""
 
 router = APIRouter()
@@ -25,7 +25,7 @@ def status(live: LiveDep) -> Status:
 
 @router.get("/api/events", tags=["monitoring"], response_class=StreamingResponse)
 async def events(request: Request, live: LiveDep) -> StreamingResponse:
-    """Server-sent events: a ``status`` event (the /api/status document) every second."""
+    """Server-sent events: a ``status`` event (the /api/status document) twice a second."""
 
     async def stream() -> AsyncIterator[str]:
         while not await request.is_disconnected():
